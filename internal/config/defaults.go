@@ -1,0 +1,109 @@
+package config
+
+import (
+	"time"
+)
+
+// Defaults of the zero-config mode and of every key left unset.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultAdminListen     = "127.0.0.1:9090"
+	DefaultDataDir         = "./apiguard-data"
+	DefaultMaxBodyBytes    = 10 << 20
+	DefaultMaxHeaderBytes  = 64 << 10
+	DefaultJSONMaxDepth    = 64
+	DefaultJSONMaxElements = 100_000
+	DefaultMaxConnsPerIP   = 256
+	DefaultQueueSize       = 65536
+)
+
+// ApplyDefaults fills every unset key. It is idempotent.
+func (c *Config) ApplyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = DefaultAdminListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Mode == "" {
+		c.Mode = "enforce"
+	}
+	if c.MaskUpstreamErrors == nil {
+		c.MaskUpstreamErrors = ptr(true)
+	}
+	l := &c.Limits
+	setSize(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setSize(&l.MaxBodyBytes, DefaultMaxBodyBytes)
+	setInt(&l.JSONMaxDepth, DefaultJSONMaxDepth)
+	setInt(&l.JSONMaxElements, DefaultJSONMaxElements)
+	setDur(&l.ReadHeaderTimeout, 10*time.Second)
+	setDur(&l.ReadTimeout, 60*time.Second)
+	setDur(&l.WriteTimeout, 60*time.Second)
+	setDur(&l.IdleTimeout, 120*time.Second)
+	setDur(&l.UpstreamTimeout, 30*time.Second)
+	setDur(&l.ShutdownTimeout, 30*time.Second)
+	setInt(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
+
+	for _, u := range c.Upstreams {
+		if u == nil {
+			continue
+		}
+		setDur(&u.Timeout, l.UpstreamTimeout.Std())
+		setDur(&u.DialTimeout, 5*time.Second)
+		setDur(&u.FailTimeout, 10*time.Second)
+		setInt(&u.MaxIdleConns, 512)
+	}
+	for _, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		if r.PathPrefix == "" {
+			r.PathPrefix = "/"
+		}
+		setSize(&r.Limits.MaxBodyBytes, int64(l.MaxBodyBytes))
+		setInt(&r.Limits.JSONMaxDepth, l.JSONMaxDepth)
+		setInt(&r.Limits.JSONMaxElements, l.JSONMaxElements)
+		if r.MaskUpstreamErrors == nil {
+			r.MaskUpstreamErrors = ptr(*c.MaskUpstreamErrors)
+		}
+	}
+
+	e := &c.Events
+	setInt(&e.QueueSize, DefaultQueueSize)
+	if e.Store.Driver == "" {
+		e.Store.Driver = "sqlite"
+	}
+	setDur(&e.Store.Retention, 7*24*time.Hour)
+	if e.Store.Requests == nil {
+		e.Store.Requests = ptr(true)
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func setSize(p *ByteSize, v int64) {
+	if *p == 0 {
+		*p = ByteSize(v)
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setDur(p *Duration, v time.Duration) {
+	if *p == 0 {
+		*p = Duration(v)
+	}
+}

@@ -1,0 +1,126 @@
+// Package pipeline defines the check interface every capability implements and
+// runs checks in phase order. Checks return verdicts; only the caller (gateway,
+// forward-auth endpoint, middleware) writes responses, so one check serves all
+// three modes.
+package pipeline
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// Check judges a request. It is built once from its config by a constructor
+// that validates, and is then called concurrently.
+type Check interface {
+	Name() string
+	// Check returns a decision. A non-nil error means "could not decide"
+	// (backend down, keys unreachable); the check's on_error setting decides.
+	Check(ctx context.Context, req *Request) (Verdict, error)
+}
+
+// ResponseCheck is implemented by checks that also judge the upstream response.
+type ResponseCheck interface {
+	CheckResponse(ctx context.Context, req *Request, resp *http.Response) (Verdict, error)
+}
+
+// Action is what a verdict asks for.
+type Action uint8
+
+const (
+	Allow     Action = iota // nothing to say
+	Flag                    // allow, but record a risk score and reason
+	Challenge               // ask the client to prove itself (attest, proof-of-work)
+	Deny                    // refuse the request
+)
+
+func (a Action) String() string {
+	switch a {
+	case Allow:
+		return "allow"
+	case Flag:
+		return "flag"
+	case Challenge:
+		return "challenge"
+	case Deny:
+		return "deny"
+	}
+	return "unknown"
+}
+
+// Verdict is a check's decision.
+type Verdict struct {
+	Action Action
+	// Status is the HTTP status for Deny and Challenge; 0 means 403.
+	Status int
+	// Reason is a stable slug; it becomes the problem type
+	// urn:apiguard:problem:<reason> and the event reason.
+	Reason string
+	// Detail is client-safe text. Never put internals here.
+	Detail string
+	// Score is a risk score 0..100 for Flag verdicts.
+	Score int
+	// Headers are added to the problem response (Retry-After, WWW-Authenticate).
+	Headers http.Header
+}
+
+// Allowed is the zero-cost allow verdict.
+var Allowed = Verdict{}
+
+// Phase orders checks: a check runs after every check of an earlier phase.
+type Phase uint8
+
+const (
+	PhaseIdentify Phase = iota
+	PhaseDecisions
+	PhaseRateLimitEarly
+	PhaseAuthenticate
+	PhaseAttest
+	PhaseRateLimit
+	PhaseAuthorize
+	PhaseValidate
+	PhaseInspect
+	PhaseBehavior
+)
+
+// Identity is what earlier checks established about the caller. Later checks
+// (rate limits, rules) key on it.
+type Identity struct {
+	Subject     string
+	Claims      map[string]any
+	APIKey      string // key name, never the secret
+	Scopes      []string
+	CertSubject string
+	App         string // attested app id
+	Device      string // attested device or installation id
+	JA4         string
+	JA4H        string
+}
+
+// Request is the per-request scope shared by every check.
+type Request struct {
+	HTTP     *http.Request
+	ID       string
+	ClientIP netip.Addr
+	Route    string
+	// PathParams holds parameters of the matched route or operation template.
+	PathParams map[string]string
+	// Body is the buffered request body when the gateway buffered it
+	// (JSON bodies up to the route's limit); nil otherwise.
+	Body     []byte
+	Identity Identity
+	Start    time.Time
+
+	// Verdicts records every non-allow verdict in order, for events.
+	Verdicts []Recorded
+}
+
+// Recorded is one non-allow verdict with the check that gave it.
+type Recorded struct {
+	Check    string
+	Verdict  Verdict
+	Enforced bool // false when monitor mode turned a deny into a would-deny
+	Err      error
+	Latency  time.Duration
+}
