@@ -74,6 +74,9 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	return cfg, cfg.validate(&pos, opts)
 }
 
+// ValidateConfig validates a config built in code; call ApplyDefaults first.
+func ValidateConfig(c *Config, opts Options) error { return c.validate(nil, opts) }
+
 func (c *Config) validate(pos *positions, opts Options) error {
 	errs := &field.Errors{}
 	c.Validate(errs, opts)
@@ -138,7 +141,10 @@ func (p *positions) pathAt(l int) string {
 func (p *positions) annotate(errs *field.Errors) error {
 	for _, e := range errs.List {
 		if e.Pos == "" {
-			e.Pos = p.file + ":" + strconv.Itoa(p.line(e.Path))
+			e.Pos = p.file
+			if l := p.line(e.Path); l > 0 {
+				e.Pos += ":" + strconv.Itoa(l)
+			}
 		}
 	}
 	sort.SliceStable(errs.List, func(i, j int) bool { return p.line(errs.List[i].Path) < p.line(errs.List[j].Path) })

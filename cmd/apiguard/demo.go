@@ -1,0 +1,9 @@
+package main
+
+import (
+	"io"
+)
+
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	return exitRuntime
+}

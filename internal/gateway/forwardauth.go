@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ForwardAuthPath is where proxies send their authorization subrequests.
+// Envoy's ext_authz (HTTP) appends the original path to it.
+const ForwardAuthPath = "/.apiguard/authz"
+
+// Headers that describe the original request to the forward-auth endpoint.
+// They are removed from the reconstructed request so checks see what the
+// client sent.
+var forwardAuthMeta = []string{
+	"X-Original-Uri", "X-Original-Url", "X-Original-Method", "X-Original-Host", "X-Original-Proto",
+	"X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+	"X-Real-Ip", "X-Envoy-Internal", "X-Envoy-Expected-Rq-Timeout-Ms",
+}
+
+// errBadForwardAuth is returned for subrequests that do not describe a request.
+var errBadForwardAuth = errors.New("forward-auth: malformed original request headers")
+
+// originalRequest rebuilds the client's request from a forward-auth
+// subrequest: nginx auth_request (X-Original-URI, X-Original-Method), Traefik
+// ForwardAuth (X-Forwarded-Method, -Uri, -Host, -Proto) or Envoy ext_authz
+// HTTP (same method, path under ForwardAuthPath, original headers).
+func originalRequest(r *http.Request) (*http.Request, netip.Addr, error) {
+	method := firstNonEmpty(r.Header.Get("X-Original-Method"), r.Header.Get("X-Forwarded-Method"))
+	uri := firstNonEmpty(r.Header.Get("X-Original-Uri"), r.Header.Get("X-Original-Url"), r.Header.Get("X-Forwarded-Uri"))
+	if method == "" {
+		method = r.Method
+	}
+	if uri == "" {
+		// Envoy: the subrequest path is the prefix plus the original path.
+		uri = strings.TrimPrefix(r.URL.RequestURI(), ForwardAuthPath)
+		if uri == "" || uri[0] == '?' {
+			uri = "/" + uri
+		}
+	}
+	if !validToken(method) || len(method) > 16 {
+		return nil, netip.Addr{}, errBadForwardAuth
+	}
+	if len(uri) > 8192 || uri[0] != '/' || strings.HasPrefix(uri, "//") || hasCTL(uri) {
+		return nil, netip.Addr{}, errBadForwardAuth
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return nil, netip.Addr{}, errBadForwardAuth
+	}
+	host := firstNonEmpty(r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Original-Host"), r.Host)
+	if !validHost(host) {
+		return nil, netip.Addr{}, errBadForwardAuth
+	}
+	proto := firstNonEmpty(r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Original-Proto"), "http")
+	if proto != "http" && proto != "https" {
+		return nil, netip.Addr{}, errBadForwardAuth
+	}
+
+	orig := r.Clone(r.Context())
+	orig.Method = method
+	orig.URL = u
+	orig.RequestURI = uri
+	orig.Host = host
+	for _, k := range forwardAuthMeta {
+		orig.Header.Del(k)
+	}
+	if method == http.MethodGet || method == http.MethodHead || r.ContentLength == 0 {
+		orig.Body, orig.ContentLength = http.NoBody, 0
+	}
+	// The caller is the proxy; the client is what it says: X-Real-IP (nginx)
+	// or the X-Forwarded-For chain.
+	var client netip.Addr
+	if a, ok := parseForwardedAddr(r.Header.Get("X-Real-Ip")); ok {
+		client = a
+	}
+	return orig, client, nil
+}
+
+// ServeForwardAuth answers a forward-auth subrequest: 200 with headers for
+// the upstream when the original request may pass, else the problem the
+// client should get.
+func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
+	rt := e.rt.Load()
+	ex := getExchange(w)
+	defer putExchange(ex)
+	orig, realIP, err := originalRequest(r)
+	if err != nil {
+		ex.req.HTTP = r
+		ex.req.ID = newRequestID()
+		w.Header().Set("X-Request-Id", ex.req.ID)
+		e.refuse(&ex.rw, ex, "forward-auth", http.StatusBadRequest, "forward-auth-bad-header", "the forward-auth request does not describe an original request")
+		e.finish(ex, r)
+		return
+	}
+	// Resolve the client against a view of trust that includes the caller.
+	trusted := rt.trusted
+	if peer := peerAddr(r); peer.IsValid() && !trusted.contains(peer) {
+		trusted = append(trustedProxies{netip.PrefixFrom(peer, peer.BitLen())}, trusted...)
+	}
+	view := *rt
+	view.trusted = trusted
+	if e.admit(&view, &ex.rw, orig, ex, rt.forwardAuthFallback()) {
+		if realIP.IsValid() {
+			ex.req.ClientIP = realIP
+		}
+		h := w.Header()
+		h.Set("X-Request-Id", ex.req.ID)
+		h.Set("Apiguard-Client-Ip", ex.req.ClientIP.String())
+		if s := ex.req.Identity.Subject; s != "" {
+			h.Set("Apiguard-Subject", s)
+		}
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		ex.rw.status = http.StatusOK
+		ex.upDur = time.Duration(0)
+	}
+	e.finish(ex, orig)
+}
+
+// forwardAuthFallback applies the global checks to requests no route matches:
+// the proxy in front decides what exists, apiguard only judges.
+func (rt *runtime) forwardAuthFallback() *route {
+	return &route{name: "default", pipeline: rt.global, limits: rt.globalLimits}
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// validToken reports an RFC 9110 token (methods are tokens).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}

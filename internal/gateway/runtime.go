@@ -1,0 +1,213 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/apiguard/apiguard/internal/config"
+	"github.com/apiguard/apiguard/internal/jsonlimit"
+	"github.com/apiguard/apiguard/internal/pipeline"
+)
+
+// runtime is everything built from one config: routes with their compiled
+// pipelines and proxies. It is immutable; a reload builds a new one and
+// swaps it in atomically.
+type runtime struct {
+	cfg            *config.Config
+	routes         []*route
+	global         *pipeline.Pipeline // global checks, for requests no route matches (forward-auth, middleware)
+	upstreams      map[string]*upstream
+	trusted        trustedProxies
+	maxHeaderBytes int
+	globalLimits   bodyLimits
+}
+
+type bodyLimits struct {
+	maxBody int64
+	json    jsonlimit.Limits
+}
+
+type route struct {
+	name        string
+	host        string // lower case; "" = any
+	hostSuffix  string // for *.example.com: ".example.com"
+	prefix      string
+	methods     []string // nil = any
+	allow       string   // Allow header for 405
+	stripPrefix bool
+	limits      bodyLimits
+	cors        *corsPolicy
+	mask        bool
+	pipeline    *pipeline.Pipeline
+	upstream    *upstream
+	handler     http.Handler // reverse proxy, or the wrapped handler in middleware mode
+}
+
+func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
+	rt := &runtime{
+		cfg:            cfg,
+		upstreams:      map[string]*upstream{},
+		trusted:        trustedProxies(cfg.Trusted),
+		maxHeaderBytes: int(cfg.Limits.MaxHeaderBytes),
+		globalLimits: bodyLimits{
+			maxBody: int64(cfg.Limits.MaxBodyBytes),
+			json:    jsonlimit.Limits{MaxDepth: cfg.Limits.JSONMaxDepth, MaxElements: cfg.Limits.JSONMaxElements},
+		},
+	}
+	d := deps{}
+	var err error
+	if rt.global, err = buildPipeline(&cfg.Checks, nil, cfg.Mode, d, e.metrics); err != nil {
+		return nil, fmt.Errorf("checks: %w", err)
+	}
+	if e.terminal == nil {
+		for name, uc := range cfg.Upstreams {
+			u, err := newUpstream(name, uc)
+			if err != nil {
+				rt.close()
+				return nil, err
+			}
+			rt.upstreams[name] = u
+		}
+	}
+	for i, rc := range cfg.Routes {
+		r := &route{
+			name:        rc.Name,
+			prefix:      rc.PathPrefix,
+			methods:     rc.Methods,
+			stripPrefix: rc.StripPrefix,
+			mask:        *rc.MaskUpstreamErrors,
+			limits: bodyLimits{
+				maxBody: int64(rc.Limits.MaxBodyBytes),
+				json:    jsonlimit.Limits{MaxDepth: rc.Limits.JSONMaxDepth, MaxElements: rc.Limits.JSONMaxElements},
+			},
+			cors: newCORS(rc.CORS, rc.Methods),
+		}
+		host := strings.ToLower(rc.Host)
+		if strings.HasPrefix(host, "*.") {
+			r.hostSuffix = host[1:]
+		} else {
+			r.host = host
+		}
+		if len(r.methods) > 0 {
+			allow := slices.Clone(r.methods)
+			if r.cors != nil && !slices.Contains(allow, http.MethodOptions) {
+				allow = append(allow, http.MethodOptions)
+			}
+			r.allow = strings.Join(allow, ", ")
+		}
+		if r.pipeline, err = buildPipeline(&cfg.Checks, &rc.Checks, cfg.Mode, d, e.metrics); err != nil {
+			rt.close()
+			return nil, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err)
+		}
+		if e.terminal != nil {
+			r.handler = e.terminal
+		} else {
+			r.upstream = rt.upstreams[rc.Upstream]
+			r.handler = e.newProxy(r)
+		}
+		rt.routes = append(rt.routes, r)
+	}
+	// Most specific first: exact host, then wildcard host, then any host;
+	// within those the longest prefix. Config order breaks ties.
+	slices.SortStableFunc(rt.routes, func(a, b *route) int {
+		if sa, sb := a.hostRank(), b.hostRank(); sa != sb {
+			return sb - sa
+		}
+		return len(b.prefix) - len(a.prefix)
+	})
+	return rt, nil
+}
+
+func (r *route) hostRank() int {
+	switch {
+	case r.host != "":
+		return 2
+	case r.hostSuffix != "":
+		return 1
+	}
+	return 0
+}
+
+func (r *route) matchHost(host string) bool {
+	switch {
+	case r.host != "":
+		return strings.EqualFold(host, r.host)
+	case r.hostSuffix != "":
+		return len(host) > len(r.hostSuffix) && strings.EqualFold(host[len(host)-len(r.hostSuffix):], r.hostSuffix)
+	}
+	return true
+}
+
+func (r *route) matchPath(path string) bool {
+	if strings.HasSuffix(r.prefix, "/") {
+		return strings.HasPrefix(path, r.prefix)
+	}
+	return path == r.prefix || strings.HasPrefix(path, r.prefix+"/")
+}
+
+func (r *route) allowsMethod(m string) bool {
+	return r.methods == nil || slices.Contains(r.methods, m) || (m == http.MethodHead && slices.Contains(r.methods, http.MethodGet))
+}
+
+// match finds the route for a request. When routes match host and path but
+// none allows the method, it returns the first of them and false.
+func (rt *runtime) match(host, path, method string) (*route, bool) {
+	host = hostOnly(host)
+	var pathMatch *route
+	for _, r := range rt.routes {
+		if !r.matchHost(host) || !r.matchPath(path) {
+			continue
+		}
+		if r.allowsMethod(method) {
+			return r, true
+		}
+		if pathMatch == nil {
+			pathMatch = r
+		}
+	}
+	return pathMatch, false
+}
+
+func (rt *runtime) close() {
+	for _, u := range rt.upstreams {
+		u.close()
+	}
+}
+
+// newProxy builds the route's reverse proxy.
+func (e *Engine) newProxy(r *route) http.Handler {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			ex := exchangeFrom(pr.In.Context())
+			// The upstream's RoundTrip fills scheme, host and the target's
+			// base path; here only the route-relative path is set.
+			path := pr.In.URL.Path
+			if r.stripPrefix {
+				path = "/" + strings.TrimPrefix(strings.TrimPrefix(path, strings.TrimSuffix(r.prefix, "/")), "/")
+			}
+			pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
+			pr.Out.Host = ""
+			setForwarded(pr.In, pr.Out, ex != nil && ex.peerTrusted, e.tls)
+			if ex != nil {
+				pr.Out.Header.Set("X-Request-Id", ex.req.ID)
+			}
+		},
+		Transport:      r.upstream,
+		BufferPool:     copyBuffers,
+		ErrorHandler:   e.proxyError(r),
+		ModifyResponse: e.modifyResponse(r),
+		ErrorLog:       nil,
+	}
+}
+
+// copyBuffers pools the 32 KiB buffers ReverseProxy copies bodies through.
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
