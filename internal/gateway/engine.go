@@ -128,8 +128,8 @@ func exchangeFrom(ctx context.Context) *exchange {
 
 // ServeHTTP is the reverse-proxy (and middleware) entry point.
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	e.metrics.inflight.Inc()
-	defer e.metrics.inflight.Dec()
+	e.metrics.inflight.Add(1)
+	defer e.metrics.inflight.Add(-1)
 	rt := e.rt.Load()
 	ex := getExchange(w)
 	defer putExchange(ex)

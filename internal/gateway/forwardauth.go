@@ -29,7 +29,7 @@ var errBadForwardAuth = errors.New("forward-auth: malformed original request hea
 // subrequest: nginx auth_request (X-Original-URI, X-Original-Method), Traefik
 // ForwardAuth (X-Forwarded-Method, -Uri, -Host, -Proto) or Envoy ext_authz
 // HTTP (same method, path under ForwardAuthPath, original headers).
-func originalRequest(r *http.Request) (*http.Request, netip.Addr, error) {
+func originalRequest(r *http.Request) (*http.Request, error) {
 	method := firstNonEmpty(r.Header.Get("X-Original-Method"), r.Header.Get("X-Forwarded-Method"))
 	uri := firstNonEmpty(r.Header.Get("X-Original-Uri"), r.Header.Get("X-Original-Url"), r.Header.Get("X-Forwarded-Uri"))
 	if method == "" {
@@ -43,22 +43,22 @@ func originalRequest(r *http.Request) (*http.Request, netip.Addr, error) {
 		}
 	}
 	if !validToken(method) || len(method) > 16 {
-		return nil, netip.Addr{}, errBadForwardAuth
+		return nil, errBadForwardAuth
 	}
 	if len(uri) > 8192 || uri[0] != '/' || strings.HasPrefix(uri, "//") || hasCTL(uri) {
-		return nil, netip.Addr{}, errBadForwardAuth
+		return nil, errBadForwardAuth
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil {
-		return nil, netip.Addr{}, errBadForwardAuth
+		return nil, errBadForwardAuth
 	}
 	host := firstNonEmpty(r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Original-Host"), r.Host)
 	if !validHost(host) {
-		return nil, netip.Addr{}, errBadForwardAuth
+		return nil, errBadForwardAuth
 	}
 	proto := firstNonEmpty(r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Original-Proto"), "http")
 	if proto != "http" && proto != "https" {
-		return nil, netip.Addr{}, errBadForwardAuth
+		return nil, errBadForwardAuth
 	}
 
 	orig := r.Clone(r.Context())
@@ -72,13 +72,12 @@ func originalRequest(r *http.Request) (*http.Request, netip.Addr, error) {
 	if method == http.MethodGet || method == http.MethodHead || r.ContentLength == 0 {
 		orig.Body, orig.ContentLength = http.NoBody, 0
 	}
-	// The caller is the proxy; the client is what it says: X-Real-IP (nginx)
-	// or the X-Forwarded-For chain.
-	var client netip.Addr
-	if a, ok := parseForwardedAddr(r.Header.Get("X-Real-Ip")); ok {
-		client = a
+	// The caller is the proxy; the client is what it says: the
+	// X-Forwarded-For chain, or X-Real-IP (nginx) when there is none.
+	if a, ok := parseForwardedAddr(r.Header.Get("X-Real-Ip")); ok && r.Header.Get("X-Forwarded-For") == "" {
+		orig.Header.Set("X-Forwarded-For", a.String())
 	}
-	return orig, client, nil
+	return orig, nil
 }
 
 // ServeForwardAuth answers a forward-auth subrequest: 200 with headers for
@@ -88,7 +87,7 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 	rt := e.rt.Load()
 	ex := getExchange(w)
 	defer putExchange(ex)
-	orig, realIP, err := originalRequest(r)
+	orig, err := originalRequest(r)
 	if err != nil {
 		ex.req.HTTP = r
 		ex.req.ID = newRequestID()
@@ -105,9 +104,6 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 	view := *rt
 	view.trusted = trusted
 	if e.admit(&view, &ex.rw, orig, ex, rt.forwardAuthFallback()) {
-		if realIP.IsValid() {
-			ex.req.ClientIP = realIP
-		}
 		h := w.Header()
 		h.Set("X-Request-Id", ex.req.ID)
 		h.Set("Apiguard-Client-Ip", ex.req.ClientIP.String())

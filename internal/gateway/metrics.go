@@ -3,6 +3,7 @@ package gateway
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +23,7 @@ type metrics struct {
 	upstreamErr *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
 	connRejects prometheus.Counter
-	inflight    prometheus.Gauge
+	inflight    atomic.Int64
 
 	// children caches label lookups so the hot path does no hashing or
 	// formatting: WithLabelValues costs far more than an Inc.
@@ -64,15 +65,15 @@ func newMetrics(version string) *metrics {
 	m.connRejects = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "apiguard_connections_rejected_total", Help: "Connections closed because a client address had too many open.",
 	})
-	m.inflight = prometheus.NewGauge(prometheus.GaugeOpts{
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "apiguard_inflight_requests", Help: "Requests in progress on the public listener.",
-	})
+	}, func() float64 { return float64(m.inflight.Load()) })
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "apiguard_build_info", Help: "Build information.", ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
 	m.reg.MustRegister(m.requests, m.duration, m.checkDur, m.checkErrors, m.upstreamDur, m.upstreamErr,
-		m.reloads, m.connRejects, m.inflight, build,
+		m.reloads, m.connRejects, inflight, build,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -97,3 +98,5 @@ func (m *metrics) ObserveCheck(check string, d time.Duration, _ pipeline.Action,
 		m.checkErrors.WithLabelValues(check).Inc()
 	}
 }
+
+func (m *metrics) inflightValue() int64 { return m.inflight.Load() }

@@ -153,23 +153,29 @@ func (r *route) allowsMethod(m string) bool {
 	return r.methods == nil || slices.Contains(r.methods, m) || (m == http.MethodHead && slices.Contains(r.methods, http.MethodGet))
 }
 
-// match finds the route for a request. When routes match host and path but
-// none allows the method, it returns the first of them and false.
+// match finds the route for a request. The most specific route matching
+// host and path decides which API this is; only routes with that same host
+// and prefix may serve other methods. When none allows the method, match
+// returns the most specific route and false (405), rather than falling
+// through to a broader route the operator did not mean for this path.
 func (rt *runtime) match(host, path, method string) (*route, bool) {
 	host = hostOnly(host)
-	var pathMatch *route
+	var best *route
 	for _, r := range rt.routes {
+		if best != nil && (r.host != best.host || r.hostSuffix != best.hostSuffix || r.prefix != best.prefix) {
+			continue
+		}
 		if !r.matchHost(host) || !r.matchPath(path) {
 			continue
 		}
 		if r.allowsMethod(method) {
 			return r, true
 		}
-		if pathMatch == nil {
-			pathMatch = r
+		if best == nil {
+			best = r
 		}
 	}
-	return pathMatch, false
+	return best, false
 }
 
 func (rt *runtime) close() {

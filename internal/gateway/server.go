@@ -356,7 +356,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle("/", s.requireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "not-found", "no such admin endpoint")
 	})))
-	return mux
+	return withRequestID(mux)
 }
 
 // requireToken checks the bearer token in constant time.
@@ -370,6 +370,18 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 			writeProblem(w, http.StatusUnauthorized, "unauthorized", "a valid admin bearer token is required")
 			return
 		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withRequestID gives every admin response an X-Request-Id too.
+func withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r)
 	})
 }
