@@ -133,21 +133,16 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := e.rt.Load()
 	ex := getExchange(w)
 	defer putExchange(ex)
-	if e.admit(rt, &ex.rw, r, ex, rt.fallback(e)) {
-		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+	if e.admit(rt, &ex.rw, r, ex, rt.fallback) {
+		if e.terminal == nil {
+			// The proxy's hooks find the exchange through the context; the
+			// wrapped handler of middleware mode does not need it.
+			r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+		}
 		ex.upStart = time.Now()
 		ex.route.handler.ServeHTTP(&ex.rw, r)
 	}
 	e.finish(ex, r)
-}
-
-// fallback is the route for requests no route matches: none in proxy mode
-// (404), the global checks in middleware mode.
-func (rt *runtime) fallback(e *Engine) *route {
-	if e.terminal == nil {
-		return nil
-	}
-	return &route{name: "default", pipeline: rt.global, limits: rt.globalLimits, handler: e.terminal}
 }
 
 // admit runs everything before the upstream. It returns true when the request
@@ -377,7 +372,11 @@ func (e *Engine) finish(ex *exchange, r *http.Request) {
 		routeName = "unmatched"
 	}
 	e.metrics.countRequest(routeName, status, decision)
-	e.metrics.duration.WithLabelValues(routeName).Observe(lat.Seconds())
+	if ex.route != nil && ex.route.duration != nil {
+		ex.route.duration.Observe(lat.Seconds())
+	} else {
+		e.metrics.duration.WithLabelValues(routeName).Observe(lat.Seconds())
+	}
 
 	base := events.Event{
 		Time:      ex.start,

@@ -121,6 +121,9 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 // forwardAuthFallback applies the global checks to requests no route matches:
 // the proxy in front decides what exists, apiguard only judges.
 func (rt *runtime) forwardAuthFallback() *route {
+	if rt.fallback != nil {
+		return rt.fallback
+	}
 	return &route{name: "default", pipeline: rt.global, limits: rt.globalLimits}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/jsonlimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
@@ -17,9 +19,12 @@ import (
 // pipelines and proxies. It is immutable; a reload builds a new one and
 // swaps it in atomically.
 type runtime struct {
-	cfg            *config.Config
-	routes         []*route
-	global         *pipeline.Pipeline // global checks, for requests no route matches (forward-auth, middleware)
+	cfg    *config.Config
+	routes []*route
+	global *pipeline.Pipeline // global checks, for requests no route matches (forward-auth, middleware)
+	// fallback serves requests no route matches: nil in proxy mode (404),
+	// the global checks in middleware mode.
+	fallback       *route
 	upstreams      map[string]*upstream
 	trusted        trustedProxies
 	maxHeaderBytes int
@@ -45,6 +50,7 @@ type route struct {
 	pipeline    *pipeline.Pipeline
 	upstream    *upstream
 	handler     http.Handler // reverse proxy, or the wrapped handler in middleware mode
+	duration    prometheus.Observer
 }
 
 func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
@@ -62,6 +68,10 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 	var err error
 	if rt.global, err = buildPipeline(&cfg.Checks, nil, cfg.Mode, d, e.metrics); err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
+	}
+	if e.terminal != nil {
+		rt.fallback = &route{name: "default", pipeline: rt.global, limits: rt.globalLimits, handler: e.terminal,
+			duration: e.metrics.duration.WithLabelValues("default")}
 	}
 	if e.terminal == nil {
 		for name, uc := range cfg.Upstreams {
@@ -84,7 +94,8 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 				maxBody: int64(rc.Limits.MaxBodyBytes),
 				json:    jsonlimit.Limits{MaxDepth: rc.Limits.JSONMaxDepth, MaxElements: rc.Limits.JSONMaxElements},
 			},
-			cors: newCORS(rc.CORS, rc.Methods),
+			cors:     newCORS(rc.CORS, rc.Methods),
+			duration: e.metrics.duration.WithLabelValues(rc.Name),
 		}
 		host := strings.ToLower(rc.Host)
 		if strings.HasPrefix(host, "*.") {

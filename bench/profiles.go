@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/template"
+)
+
+// benchAdminToken is the admin token written into every generated config.
+const benchAdminToken = "bench-admin-token-0123456789"
+
+// profile is one apiguard configuration to benchmark, run as target
+// "apiguard-<name>". To add one, append to profiles; the template gets a
+// profileVars and the function q, which quotes a string for YAML.
+type profile struct {
+	name string
+	desc string
+	yaml string
+}
+
+// profileVars are the values a profile template is rendered with.
+type profileVars struct {
+	Listen      string // public listener, host:port
+	Admin       string // admin listener, host:port
+	AdminToken  string
+	DataDir     string
+	UpstreamURL string // http://host:port of the upstream
+}
+
+// profileHead is shared by the built-in profiles: listeners, data dir, the
+// upstream and the catch-all route's first keys.
+const profileHead = `listen: {{q .Listen}}
+admin: {listen: {{q .Admin}}, token: {{q .AdminToken}}}
+data_dir: {{q .DataDir}}
+upstreams: {app: {targets: [{{q .UpstreamURL}}]}}
+`
+
+var profiles = []profile{
+	{
+		name: "none",
+		desc: "no checks, event store off (default limits still apply)",
+		yaml: profileHead + `routes: [{name: api, path_prefix: /, upstream: app}]
+events: {store: {driver: none}}
+log: {level: warn}
+`,
+	},
+	{
+		name: "limits-events",
+		desc: "default limits, iplist deny check on the route, SQLite event store storing every request",
+		yaml: profileHead + `routes:
+  - name: api
+    path_prefix: /
+    upstream: app
+    checks: {iplist: {deny: [203.0.113.0/24]}}
+events: {store: {driver: sqlite}}
+log: {level: warn}
+`,
+	},
+}
+
+func profileNames() []string {
+	names := make([]string, len(profiles))
+	for i, p := range profiles {
+		names[i] = p.name
+	}
+	return names
+}
+
+// selectProfiles resolves a comma-separated list of profile names.
+func selectProfiles(list string) ([]profile, error) {
+	var out []profile
+	seen := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		found := false
+		for _, p := range profiles {
+			if p.name == name {
+				out = append(out, p)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("unknown profile %q (known: %s)", name, strings.Join(profileNames(), ", "))
+		}
+	}
+	return out, nil
+}
+
+// yamlQuote quotes s as a YAML double-quoted scalar (JSON strings are one).
+func yamlQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// render fills a profile's template.
+func (p profile) render(v profileVars) ([]byte, error) {
+	t, err := template.New(p.name).Funcs(template.FuncMap{"q": yamlQuote}).Option("missingkey=error").Parse(p.yaml)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", p.name, err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, v); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", p.name, err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,361 @@
+package demo
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+)
+
+// DefaultScenarios returns the demo's scenarios in summary order. Their
+// names are stable.
+func DefaultScenarios() []Scenario {
+	return []Scenario{
+		{Name: "shoppers", Kind: Genuine, Description: "customers browse, sign in, check their orders and buy", Run: runShoppers},
+		{Name: "admin", Kind: Genuine, Description: "carol lists users from the office network", Run: runAdmin},
+		{Name: "denylisted-network", Kind: Attack, Description: "scraping, probing and password spraying from known abusive networks", Run: runDenylisted},
+		{Name: "admin-probe", Kind: Attack, Description: "an outside address tries the back-office API with forged tokens", Run: runAdminProbe},
+		{Name: "hefty-requests", Kind: Attack, Description: "oversized, deeply nested and malformed JSON bodies", Run: runHefty},
+	}
+}
+
+// User-Agents of the simulated clients.
+const (
+	uaFirefoxWin  = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+	uaChromeWin   = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+	uaEdgeWin     = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0"
+	uaChromeMac   = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+	uaSafariMac   = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15"
+	uaChromeAndr  = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36"
+	uaShopAppIOS  = "ShopApp/3.12.0 (iPhone; iOS 18.1; Scale/3.00)"
+	uaPyRequests  = "python-requests/2.32.3"
+	uaCurl        = "curl/8.5.0"
+	uaPyAiohttp   = "Python/3.12 aiohttp/3.10.10"
+	uaHeadlessBot = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36"
+)
+
+// browserHeaders are what the shop's web front end sends with its fetches.
+func browserHeaders(lang string) http.Header {
+	return http.Header{
+		"Accept":          {"application/json, text/plain, */*"},
+		"Accept-Language": {lang},
+		"Sec-Fetch-Site":  {"same-origin"},
+		"Sec-Fetch-Mode":  {"cors"},
+		"Sec-Fetch-Dest":  {"empty"},
+	}
+}
+
+// appHeaders are what the shop's mobile app sends.
+func appHeaders(lang string) http.Header {
+	return http.Header{"Accept": {"application/json"}, "Accept-Language": {lang}}
+}
+
+// ---- shoppers (genuine) ----
+
+// sharedNATIP is one public address in front of a household or a mobile
+// carrier's NAT: several genuine customers share it.
+const sharedNATIP = "89.246.5.17"
+
+type shopperProfile struct {
+	user    string // "" browses without signing in
+	ip      string
+	ua      string
+	headers http.Header
+}
+
+// shopperProfiles are the genuine customers, from residential-looking
+// addresses (IPv4 and IPv6); three of them share sharedNATIP.
+var shopperProfiles = []shopperProfile{
+	{"alice", "84.17.40.23", uaFirefoxWin, browserHeaders("de-DE,de;q=0.9,en;q=0.8")},
+	{"alice", "2a02:8108:1dc0:3a00:5d1:9e2b:7c44:19a3", uaShopAppIOS, appHeaders("de-DE")},
+	{"bob", sharedNATIP, uaChromeAndr, browserHeaders("nl-NL,nl;q=0.9,en;q=0.7")},
+	{"", sharedNATIP, uaChromeWin, browserHeaders("nl-NL,nl;q=0.9")},
+	{"", sharedNATIP, uaEdgeWin, browserHeaders("en-US,en;q=0.9")},
+	{"carol", "92.184.105.8", uaSafariMac, browserHeaders("fr-FR,fr;q=0.9")},
+	{"", "176.2.91.144", uaChromeMac, browserHeaders("en-GB,en;q=0.9")},
+}
+
+type orderRequest struct {
+	ProductID int64  `json:"product_id"`
+	Quantity  int    `json:"quantity"`
+	Payment   string `json:"payment"`
+}
+
+func runShoppers(ctx context.Context, c *Client) {
+	var wg sync.WaitGroup
+	for _, p := range shopperProfiles {
+		wg.Go(func() { shopperVisits(ctx, c, p) })
+	}
+	wg.Wait()
+}
+
+// shopperVisits is one customer's visits: browse, sign in, look at their own
+// profile and orders, sometimes buy.
+func shopperVisits(ctx context.Context, c *Client, p shopperProfile) {
+	a := c.Agent(p.ip, p.ua, p.headers)
+	own := slices.Clone(fixtureOrders[p.user])
+	productIDs := []int64{1, 2, 3, 4, 5, 6, 7, 8}
+	if !think(ctx, 0, 600*time.Millisecond) { // customers do not arrive together
+		return
+	}
+	for ctx.Err() == nil {
+		a.Get(ctx, "/api/products")
+		for range 1 + rand.IntN(3) {
+			if !think(ctx, 400*time.Millisecond, 1800*time.Millisecond) {
+				return
+			}
+			a.Get(ctx, "/api/products/"+strconv.FormatInt(pick(productIDs), 10))
+		}
+		if p.user != "" {
+			if a.Token() == "" {
+				if !think(ctx, 300*time.Millisecond, 1200*time.Millisecond) {
+					return
+				}
+				if r := a.Login(ctx, p.user, DemoPassword); !r.OK() {
+					think(ctx, 2*time.Second, 4*time.Second)
+					continue
+				}
+			}
+			if chance(0.5) {
+				think(ctx, 300*time.Millisecond, 1200*time.Millisecond)
+				expired(a, a.Get(ctx, "/api/users/"+p.user))
+			}
+			if len(own) > 0 && chance(0.6) {
+				think(ctx, 300*time.Millisecond, 1200*time.Millisecond)
+				expired(a, a.Get(ctx, "/api/orders/"+strconv.FormatInt(pick(own), 10)))
+			}
+			if chance(0.4) && think(ctx, 500*time.Millisecond, 2*time.Second) {
+				r := a.PostJSON(ctx, "/api/orders", orderRequest{
+					ProductID: pick(productIDs), Quantity: 1 + rand.IntN(3),
+					Payment: pick([]string{"card", "card", "paypal", "invoice", "voucher"}),
+				})
+				expired(a, r)
+				var o struct {
+					ID int64 `json:"id"`
+				}
+				if r.Status == http.StatusCreated && json.Unmarshal(r.Body, &o) == nil && o.ID > 0 {
+					own = append(own, o.ID)
+					think(ctx, 300*time.Millisecond, 900*time.Millisecond)
+					a.Get(ctx, "/api/orders/"+strconv.FormatInt(o.ID, 10))
+				}
+			}
+		}
+		if !think(ctx, 1500*time.Millisecond, 4*time.Second) { // between visits
+			return
+		}
+	}
+}
+
+// expired drops a token the shop no longer accepts, so the next visit signs
+// in again.
+func expired(a *Agent, r Response) {
+	if r.Status == http.StatusUnauthorized && !r.Denied {
+		a.SetToken("")
+	}
+}
+
+// ---- admin (genuine) ----
+
+// officeIP is carol's workstation in the office network the admin route
+// allows (10.20.0.0/16 in apiguard.yaml).
+const officeIP = "10.20.14.7"
+
+func runAdmin(ctx context.Context, c *Client) {
+	a := c.Agent(officeIP, uaChromeMac, browserHeaders("fr-FR,fr;q=0.9,en;q=0.8"))
+	for ctx.Err() == nil {
+		if a.Token() == "" {
+			if r := a.Login(ctx, "carol", DemoPassword); !r.OK() {
+				think(ctx, 2*time.Second, 4*time.Second)
+				continue
+			}
+			if !think(ctx, 200*time.Millisecond, 800*time.Millisecond) {
+				return
+			}
+		}
+		expired(a, a.Get(ctx, "/api/admin/users"))
+		if chance(0.3) && think(ctx, 500*time.Millisecond, 1500*time.Millisecond) {
+			expired(a, a.Get(ctx, "/api/orders/"+strconv.Itoa(1001+rand.IntN(5))))
+		}
+		if !think(ctx, 1*time.Second, 3*time.Second) {
+			return
+		}
+	}
+}
+
+// ---- denylisted-network (attack) ----
+
+type attacker struct {
+	ip, ua string
+}
+
+// denylistedAttackers come from the networks apiguard.yaml denies
+// (203.0.113.0/24 and 198.51.100.0/24).
+var denylistedAttackers = []attacker{
+	{"203.0.113.45", uaPyRequests}, // catalog scraper
+	{"203.0.113.77", uaCurl},       // endpoint prober
+	{"198.51.100.23", uaHeadlessBot},
+}
+
+// probePaths are what scanners try on an API: debug endpoints, old
+// versions, other users' data, API descriptions.
+var probePaths = []string{
+	"/api/debug/vars", "/api/v1/users/alice", "/api/v1/users/bob", "/api/users/carol",
+	"/api/admin/users", "/api/orders/1001", "/api/swagger.json", "/api/graphql", "/api/v2/users/alice",
+}
+
+var sprayPasswords = []string{"123456", "password", "Winter2025!", "qwerty123", "letmein", "Password1"}
+
+func runDenylisted(ctx context.Context, c *Client) {
+	var wg sync.WaitGroup
+	scraper, prober, sprayer := denylistedAttackers[0], denylistedAttackers[1], denylistedAttackers[2]
+	wg.Go(func() { // walks the whole catalog again and again
+		a := c.Agent(scraper.ip, scraper.ua, nil)
+		for ctx.Err() == nil {
+			a.Get(ctx, "/api/products")
+			for id := 1; id <= 8 && think(ctx, 100*time.Millisecond, 400*time.Millisecond); id++ {
+				a.Get(ctx, "/api/products/"+strconv.Itoa(id))
+			}
+		}
+	})
+	wg.Go(func() { // looks for forgotten and unprotected endpoints
+		a := c.Agent(prober.ip, prober.ua, nil)
+		for i := 0; ctx.Err() == nil; i++ {
+			a.Get(ctx, probePaths[i%len(probePaths)])
+			think(ctx, 200*time.Millisecond, 700*time.Millisecond)
+		}
+	})
+	wg.Go(func() { // password spraying behind a browser User-Agent
+		a := c.Agent(sprayer.ip, sprayer.ua, browserHeaders("en-US,en;q=0.9"))
+		for ctx.Err() == nil {
+			a.Login(ctx, pick([]string{"alice", "bob", "carol", "admin", "root"}), pick(sprayPasswords))
+			a.SetToken("")
+			think(ctx, 300*time.Millisecond, time.Second)
+		}
+	})
+	wg.Wait()
+}
+
+// ---- admin-probe (attack) ----
+
+// adminProbeIP is an outside address (a hosting or anonymising network),
+// not in the office network.
+const adminProbeIP = "185.220.101.47"
+
+func runAdminProbe(ctx context.Context, c *Client) {
+	a := c.Agent(adminProbeIP, uaPyRequests, nil)
+	forged := forgedAdminTokens()
+	type probe struct {
+		method, path, token string
+		body                []byte
+	}
+	probes := []probe{
+		{"GET", "/api/admin/users", "", nil},
+		{"GET", "/api/admin/users", "admin", nil},
+		{"GET", "/api/admin/users?limit=1000", forged[0], nil},
+		{"GET", "/api/admin/users", forged[1], nil},
+		{"GET", "/api/admin/config", forged[0], nil},
+		{"POST", "/api/admin/users", forged[0], []byte(`{"username":"mallory","password":"hunter22","role":"admin"}`)},
+		{"GET", "/api/admin/", "", nil},
+		{"GET", "/api/admin/export?format=csv", forged[1], nil},
+	}
+	for i := 0; ctx.Err() == nil; i++ {
+		p := probes[i%len(probes)]
+		a.SetToken(p.token)
+		a.Do(ctx, p.method, p.path, p.body)
+		think(ctx, 250*time.Millisecond, 900*time.Millisecond)
+	}
+}
+
+// forgedAdminTokens are what an attacker makes up: a token with the admin
+// role signed with the attacker's own key (right issuer and audience, wrong
+// key), and one with "alg": "none".
+func forgedAdminTokens() [2]string {
+	var out [2]string
+	now := time.Now()
+	payload, _ := json.Marshal(map[string]any{
+		"iss": Issuer, "aud": Audience, "sub": "carol", "roles": []string{"admin"},
+		"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
+	})
+	enc := base64.RawURLEncoding
+	out[1] = enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc.EncodeToString(payload) + "."
+	out[0] = out[1] // fallback if signing fails
+	raw, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return out
+	}
+	key, err := jwk.Import(raw)
+	if err != nil || key.Set(jwk.KeyIDKey, "key-1") != nil {
+		return out
+	}
+	tok, err := jwt.NewBuilder().Issuer(Issuer).Audience([]string{Audience}).Subject("carol").
+		IssuedAt(now).Expiration(now.Add(24*time.Hour)).Claim("roles", []string{"admin"}).Build()
+	if err != nil {
+		return out
+	}
+	if signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), key)); err == nil {
+		out[0] = string(signed)
+	}
+	return out
+}
+
+// ---- hefty-requests (attack) ----
+
+// heftyIP is an outside address that is on no list: only the body limits
+// stop it.
+const heftyIP = "45.155.205.233"
+
+// heftyBodies are the attack's payloads, built once. The sizes sit between
+// the api route's limits (64KiB, depth 16) and the global ones (1MiB, depth
+// 32), so it is the route's tighter limits that stop them.
+var heftyBodies = sync.OnceValue(func() map[string][]byte {
+	deep := func(depth int, inner string) []byte {
+		return []byte(`{"product_id":1,"quantity":1,"payment":"card","gift":` +
+			strings.Repeat(`{"wrap":`, depth) + inner + strings.Repeat(`}`, depth) + `}`)
+	}
+	return map[string][]byte{
+		// 200KiB: valid JSON, the bulk in a field the shop ignores.
+		"large-order": []byte(`{"product_id":8,"quantity":1,"payment":"voucher","note":"` + strings.Repeat("A", 200<<10) + `"}`),
+		// 150KiB of array elements.
+		"large-transfer":  []byte(`{"to":"bob","amount":1,"currency":"EUR","memo":[` + strings.TrimSuffix(strings.Repeat("1,", 75<<10), ",") + `]}`),
+		"deep-order":      deep(24, `"x"`),
+		"deep-transfer":   []byte(`{"to":"bob","amount":1,"currency":"EUR","memo":` + strings.Repeat("[", 28) + strings.Repeat("]", 28) + `}`),
+		"broken-order":    []byte(`{"product_id": 1, "quantity": 2, "payment": "card"`),
+		"broken-transfer": []byte(`{"to": "bob", "amount": 10,, "currency": "EUR"}`),
+	}
+})
+
+func runHefty(ctx context.Context, c *Client) {
+	a := c.Agent(heftyIP, uaPyAiohttp, nil)
+	// With bob's leaked password the attacker gets past the shop's own
+	// authentication, so without apiguard the shop parses every body.
+	a.Login(ctx, "bob", DemoPassword)
+	bodies := heftyBodies()
+	plan := []struct{ path, body string }{
+		{"/api/orders", "large-order"},
+		{"/api/orders", "deep-order"},
+		{"/api/transfer", "broken-transfer"},
+		{"/api/transfer", "large-transfer"},
+		{"/api/transfer", "deep-transfer"},
+		{"/api/orders", "broken-order"},
+	}
+	for i := 0; ctx.Err() == nil; i++ {
+		if !think(ctx, 150*time.Millisecond, 600*time.Millisecond) {
+			return
+		}
+		p := plan[i%len(plan)]
+		a.Do(ctx, http.MethodPost, p.path, bodies[p.body])
+	}
+}
