@@ -144,6 +144,15 @@ func TestReload(t *testing.T) {
 	}
 	g.events.waitFor(t, func(e events.Event) bool { return e.Kind == events.KindConfig && e.Reason == "reload-failed" })
 
+	// A file caught mid-write (empty) is not swapped in.
+	_ = os.WriteFile(path, nil, 0o600)
+	if err := g.srv.Reload(); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("reload of an empty file: %v", err)
+	}
+	if r := get(t, g.url+"/old"); r.status != 200 {
+		t.Fatalf("empty reload changed the running config: %d", r.status)
+	}
+
 	// A valid file is swapped in atomically, under load.
 	fixed := strings.Replace(string(orig), "/old", "/new", 1)
 	_ = os.WriteFile(path, []byte(fixed), 0o600)

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,7 +289,16 @@ func (s *Server) Reload() error {
 	if s.opts.ConfigPath == "" {
 		return errors.New("reload: no config file")
 	}
-	cfg, err := config.Load(s.opts.ConfigPath, s.opts.LoadOptions)
+	var cfg *config.Config
+	// A file caught mid-write (truncated, not yet rewritten) parses as an
+	// empty, valid config with no routes; never swap that in.
+	fi, err := os.Stat(s.opts.ConfigPath)
+	if err == nil && fi.Size() == 0 {
+		err = fmt.Errorf("%s: config file is empty", s.opts.ConfigPath)
+	}
+	if err == nil {
+		cfg, err = config.Load(s.opts.ConfigPath, s.opts.LoadOptions)
+	}
 	if err == nil {
 		err = s.engine.Swap(cfg, s.cfg.Limits.ShutdownTimeout.Std())
 	}
@@ -322,13 +332,13 @@ func restartOnly(old, cur *config.Config) []string {
 	if old.DataDir != cur.DataDir {
 		out = append(out, "data_dir")
 	}
-	if (old.TLS == nil) != (cur.TLS == nil) || (old.TLS != nil && fmt.Sprint(*old.TLS) != fmt.Sprint(*cur.TLS)) {
+	if !reflect.DeepEqual(old.TLS, cur.TLS) {
 		out = append(out, "tls")
 	}
 	if old.Limits != cur.Limits {
 		out = append(out, "limits (server timeouts, header size, connections per IP)")
 	}
-	if fmt.Sprint(old.Events) != fmt.Sprint(cur.Events) {
+	if !reflect.DeepEqual(old.Events, cur.Events) {
 		out = append(out, "events")
 	}
 	return out
