@@ -51,7 +51,9 @@ func (c *Config) ApplyDefaults() {
 		if u == nil {
 			continue
 		}
-		setDur(&u.Timeout, l.UpstreamTimeout.Std())
+		// Inherited values are clamped at 0 so that an invalid (negative)
+		// global limit is reported once, where it is written.
+		setDur(&u.Timeout, max(l.UpstreamTimeout.Std(), 0))
 		setDur(&u.DialTimeout, 5*time.Second)
 		setDur(&u.FailTimeout, 10*time.Second)
 		setInt(&u.MaxIdleConns, 512)
@@ -63,9 +65,9 @@ func (c *Config) ApplyDefaults() {
 		if r.PathPrefix == "" {
 			r.PathPrefix = "/"
 		}
-		setSize(&r.Limits.MaxBodyBytes, int64(l.MaxBodyBytes))
-		setInt(&r.Limits.JSONMaxDepth, l.JSONMaxDepth)
-		setInt(&r.Limits.JSONMaxElements, l.JSONMaxElements)
+		setSize(&r.Limits.MaxBodyBytes, max(int64(l.MaxBodyBytes), 0))
+		setInt(&r.Limits.JSONMaxDepth, max(l.JSONMaxDepth, 0))
+		setInt(&r.Limits.JSONMaxElements, max(l.JSONMaxElements, 0))
 		if r.MaskUpstreamErrors == nil {
 			r.MaskUpstreamErrors = ptr(*c.MaskUpstreamErrors)
 		}

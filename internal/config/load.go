@@ -1,8 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -42,8 +45,27 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		return nil, fmt.Errorf("%s: config file larger than %d bytes", name, MaxFileSize)
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, &field.ListError{Errs: yamlErrors(name, err, nil)}
+	}
+	// yaml.Unmarshal would silently ignore everything after a "---": refuse
+	// a second document unless it is empty (a trailing "---").
+	for {
+		var extra yaml.Node
+		err := dec.Decode(&extra)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, &field.ListError{Errs: yamlErrors(name, err, nil)}
+		}
+		if len(extra.Content) == 1 && extra.Content[0].ShortTag() != "!!null" {
+			return nil, &field.ListError{Errs: []*field.Error{{
+				Pos: name + ":" + strconv.Itoa(extra.Content[0].Line),
+				Msg: "a second YAML document is not allowed: the whole config is one document",
+			}}}
+		}
 	}
 	cfg := &Config{Source: name}
 	if doc.Kind == 0 { // empty file: all defaults
@@ -62,9 +84,36 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	expandNode(root, "", lookup, errs)
-	checkKnownFields(root, reflect.TypeOf(cfg).Elem(), "", errs)
+	unset := map[*yaml.Node]bool{}
+	expandNode(root, "", lookup, errs, unset)
+	sc := &schemaCheck{errs: errs, skip: unset, seen: map[schemaVisit]bool{}, bad: map[*yaml.Node]bool{}, meant: map[string]bool{}}
+	sc.check(root, reflect.TypeOf(cfg).Elem(), "")
 	if errs.Len() > 0 {
+		// Report every error at once: decode what is sound (a value that had
+		// an error decodes as unset) and validate it too, leaving out what
+		// follows from an error already reported: errors at or under a path
+		// that had one, or that a "did you mean" names.
+		for n := range unset {
+			*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+		}
+		for n := range sc.bad {
+			*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+		}
+		for _, e := range errs.List {
+			sc.meant[e.Path] = true
+		}
+		var te *yaml.TypeError
+		if err := root.Decode(cfg); err == nil || errors.As(err, &te) {
+			cfg.Source = name
+			cfg.ApplyDefaults()
+			verrs := &field.Errors{}
+			cfg.Validate(verrs, opts)
+			for _, e := range verrs.List {
+				if !sc.follows(e.Path) {
+					errs.List = append(errs.List, e)
+				}
+			}
+		}
 		return nil, pos.annotate(errs)
 	}
 	if err := root.Decode(cfg); err != nil {
@@ -131,7 +180,7 @@ func (p *positions) line(path string) int {
 func (p *positions) pathAt(l int) string {
 	best := ""
 	for path, pl := range p.lines {
-		if pl == l && len(path) > len(best) {
+		if pl == l && (len(path) > len(best) || (len(path) == len(best) && path < best)) {
 			best = path
 		}
 	}
@@ -147,7 +196,18 @@ func (p *positions) annotate(errs *field.Errors) error {
 			}
 		}
 	}
-	sort.SliceStable(errs.List, func(i, j int) bool { return p.line(errs.List[i].Path) < p.line(errs.List[j].Path) })
+	// Ties (several errors on one line, or no lines at all) are ordered by
+	// path so the output does not depend on map iteration order.
+	sort.SliceStable(errs.List, func(i, j int) bool {
+		li, lj := p.line(errs.List[i].Path), p.line(errs.List[j].Path)
+		if li != lj {
+			return li < lj
+		}
+		return errs.List[i].Path < errs.List[j].Path
+	})
+	for _, e := range errs.List {
+		e.Path, e.Msg = oneLine(e.Path), oneLine(e.Msg)
+	}
 	return errs.Err()
 }
 
@@ -164,6 +224,7 @@ func yamlErrors(file string, err error, pos *positions) []*field.Error {
 	}
 	out := make([]*field.Error, 0, len(msgs))
 	for _, m := range msgs {
+		m = oneLine(m)
 		fe := &field.Error{Pos: file, Msg: strings.TrimPrefix(m, "yaml: ")}
 		if sm := yamlLineRe.FindStringSubmatch(m); sm != nil {
 			fe.Pos = file + ":" + sm[1]
@@ -178,17 +239,24 @@ func yamlErrors(file string, err error, pos *positions) []*field.Error {
 	return out
 }
 
+// lineBreaks escapes line breaks: each error is one line of the error text,
+// even when a key or a value quoted in a message spans lines.
+var lineBreaks = strings.NewReplacer("\r", `\r`, "\n", `\n`)
+
+func oneLine(s string) string { return lineBreaks.Replace(s) }
+
 var envRe = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{[^}]*\}?`)
 
 // expandNode replaces ${NAME} in scalar values (never in keys, never in the
 // raw text, so a value cannot inject YAML). $$ is a literal $. An unset or
-// malformed reference is an error.
-func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), errs *field.Errors) {
+// malformed reference is an error; its node is added to bad.
+func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), errs *field.Errors, bad map[*yaml.Node]bool) {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if !strings.Contains(n.Value, "$") {
 			return
 		}
+		before := errs.Len()
 		n.Value = envRe.ReplaceAllStringFunc(n.Value, func(m string) string {
 			if m == "$$" {
 				return "$"
@@ -205,25 +273,81 @@ func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), e
 			}
 			return v
 		})
+		if errs.Len() > before {
+			bad[n] = true
+		}
+		// The parser resolved a plain scalar's type from the unexpanded text
+		// ("${PORT}" is a string); resolve it again from the value, as if it
+		// had been written in the file, so `json_max_depth: ${DEPTH}` works.
+		// Quoted and explicitly tagged scalars stay as written.
+		if n.Style&(yaml.TaggedStyle|yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+			n.Tag = ""
+		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			expandNode(n.Content[i+1], field.Join(path, n.Content[i].Value), lookup, errs)
+			expandNode(n.Content[i+1], field.Join(path, n.Content[i].Value), lookup, errs, bad)
 		}
 	case yaml.SequenceNode:
 		for i, v := range n.Content {
-			expandNode(v, field.Index(path, i), lookup, errs)
+			expandNode(v, field.Index(path, i), lookup, errs, bad)
 		}
 	}
 }
 
-// checkKnownFields rejects keys the schema does not have, suggesting the
-// closest known key, and duplicate keys. yaml.v3 cannot do strict decoding
-// from a node, and our own walk gives better messages anyway.
-func checkKnownFields(n *yaml.Node, t reflect.Type, path string, errs *field.Errors) {
+// schemaCheck rejects keys the schema does not have, suggesting the
+// closest known key, and duplicate keys, and type-checks every leaf value at
+// its own path, so all type errors are reported at once and precisely.
+// yaml.v3 cannot do strict decoding from a node, and our own walk gives
+// better messages anyway. Aliases are followed (an anchored mapping is
+// checked against the schema where it is used, too), each (node, type) once
+// so that alias fan-out stays linear.
+type schemaCheck struct {
+	errs  *field.Errors
+	skip  map[*yaml.Node]bool // values whose ${VAR} failed: already reported
+	seen  map[schemaVisit]bool
+	bad   map[*yaml.Node]bool // values that do not decode
+	meant map[string]bool     // paths with an error, or suggested for one
+}
+
+// follows reports whether path is, or is under, a path in sc.meant.
+func (sc *schemaCheck) follows(path string) bool {
+	for {
+		if sc.meant[path] {
+			return true
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return false
+		}
+		path = path[:i]
+	}
+}
+
+type schemaVisit struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+var (
+	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	yamlLinePrefix  = regexp.MustCompile(`^(?:yaml: )?line \d+: `)
+)
+
+func (sc *schemaCheck) check(n *yaml.Node, t reflect.Type, path string) {
+	errs := sc.errs
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if reflect.PointerTo(t).Implements(reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	v := schemaVisit{n, t}
+	if sc.seen[v] {
+		return
+	}
+	sc.seen[v] = true
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		sc.leaf(n, t, path)
 		return
 	}
 	switch {
@@ -243,11 +367,12 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, path string, errs *field.Err
 				msg := "unknown field"
 				if s := suggest(k.Value, fields); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
+					sc.meant[field.Join(path, s)] = true
 				}
 				errs.Add(child, "%s", msg)
 				continue
 			}
-			checkKnownFields(v, ft, child, errs)
+			sc.check(v, ft, child)
 		}
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
 		seen := map[string]bool{}
@@ -258,12 +383,47 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, path string, errs *field.Err
 				continue
 			}
 			seen[n.Content[i].Value] = true
-			checkKnownFields(n.Content[i+1], t.Elem(), child, errs)
+			sc.leaf(n.Content[i], t.Key(), child)
+			sc.check(n.Content[i+1], t.Elem(), child)
 		}
 	case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
 		for i, v := range n.Content {
-			checkKnownFields(v, t.Elem(), field.Index(path, i), errs)
+			sc.check(v, t.Elem(), field.Index(path, i))
 		}
+	default:
+		sc.leaf(n, t, path)
+	}
+}
+
+// leaf decodes n into a fresh t and reports any error at path.
+func (sc *schemaCheck) leaf(n *yaml.Node, t reflect.Type, path string) {
+	if sc.skip[n] {
+		return
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && t.Kind() == reflect.String && !reflect.PointerTo(t).Implements(unmarshalerType) {
+		return // fast path: a string into a plain string type always decodes
+	}
+	err := n.Decode(reflect.New(t).Interface())
+	if err == nil {
+		// yaml.v3 truncates floats into integers (1.5 becomes 1, -.inf the
+		// smallest int64); strict decoding refuses them.
+		if k := t.Kind(); k >= reflect.Int && k <= reflect.Int64 && n.ShortTag() == "!!float" {
+			var f float64
+			if n.Decode(&f) == nil && (f != math.Trunc(f) || math.IsInf(f, 0)) {
+				sc.errs.Add(path, "must be a whole number, not %s", n.Value)
+				sc.bad[n] = true
+			}
+		}
+		return
+	}
+	sc.bad[n] = true
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	for _, m := range msgs {
+		sc.errs.Add(path, "%s", yamlLinePrefix.ReplaceAllString(m, ""))
 	}
 }
 
@@ -291,11 +451,17 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return out
 }
 
-// suggest returns the known key closest to s when it is a plausible typo.
+// suggest returns the known key closest to s when it is a plausible typo:
+// at most 2 edits, or a third of the longer key (trusted_proxy for
+// trusted_proxies, json_depth for json_max_depth).
 func suggest(s string, fields map[string]reflect.Type) string {
-	best, bestD := "", 3
+	best, bestD := "", -1
 	for k := range fields {
-		if d := editDistance(s, k); d < bestD || (d == bestD && k < best) {
+		d := editDistance(s, k)
+		if d > max(2, max(len(s), len(k))/3) {
+			continue
+		}
+		if bestD < 0 || d < bestD || (d == bestD && k < best) {
 			best, bestD = k, d
 		}
 	}

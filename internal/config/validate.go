@@ -181,6 +181,9 @@ func (c *Config) validateUpstreams(errs *field.Errors, opts Options) {
 				errs.Add(field.Join(path, k), "must not be negative")
 			}
 		}
+		if u.MaxIdleConns < 0 {
+			errs.Add(field.Join(path, "max_idle_conns"), "must not be negative")
+		}
 	}
 	if len(c.Upstreams) > 0 && len(c.Routes) == 0 && !opts.Middleware {
 		errs.Add("routes", "no routes: add at least one route that sends to an upstream")
@@ -220,7 +223,7 @@ func (c *Config) validateRoutes(errs *field.Errors, opts Options) {
 		switch {
 		case r.Upstream == "" && !opts.Middleware:
 			errs.Add(field.Join(path, "upstream"), "required")
-		case r.Upstream != "" && c.Upstreams[r.Upstream] == nil && !opts.Middleware:
+		case r.Upstream != "" && !hasKey(c.Upstreams, r.Upstream) && !opts.Middleware:
 			msg := fmt.Sprintf("no upstream named %q", r.Upstream)
 			if s := closest(r.Upstream, sortedKeys(c.Upstreams)); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
@@ -304,6 +307,11 @@ func closest(s string, options []string) string {
 		}
 	}
 	return best
+}
+
+func hasKey[V any](m map[string]V, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func sortedKeys[V any](m map[string]V) []string {
