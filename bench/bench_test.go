@@ -163,6 +163,9 @@ func TestRateLatencyCountsQueueing(t *testing.T) {
 		if s.PeakSenders > senders {
 			t.Errorf("senders=%d: peak senders %d above the cap", senders, s.PeakSenders)
 		}
+		if senders == 1 && s.SenderPoolFull == 0 {
+			t.Errorf("senders=1: no request waited for the single busy sender")
+		}
 		// 10 requests finishing ~200 ms after t0: far below the target rate.
 		if s.RateAchieved == nil || *s.RateAchieved {
 			t.Errorf("senders=%d: rate reported achieved at %.0f req/s of 200", senders, s.RPS)

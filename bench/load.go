@@ -157,7 +157,8 @@ func runRate(ctx context.Context, do doFunc, rate float64, dur time.Duration, ma
 	}
 
 	lag := make([]time.Duration, 0, n)
-	senders := 0
+	senders, capWaits := 0, 0
+	var freeAt time.Time
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	t0 := time.Now()
@@ -181,7 +182,14 @@ loop:
 		if d := time.Until(due); d > 0 {
 			preciseSleep(d)
 		}
-		lag = append(lag, time.Since(due))
+		// The scheduler's own lateness: from the due time, or from when it
+		// was last released from a full sender pool if that is later (that
+		// wait is the target's doing, counted in capWaits).
+		ref := due
+		if freeAt.After(ref) {
+			ref = freeAt
+		}
+		lag = append(lag, time.Since(ref))
 		scheduled++
 		select {
 		case jobs <- due:
@@ -193,8 +201,10 @@ loop:
 			wg.Go(func() { sender(due) })
 			continue
 		}
+		capWaits++
 		select {
 		case jobs <- due:
+			freeAt = time.Now()
 		case <-ctx.Done():
 			scheduled--
 			break loop
@@ -208,6 +218,7 @@ loop:
 	res.scheduled = scheduled
 	res.targetRate = rate
 	res.senders = senders
+	res.capWaits = capWaits
 	slices.Sort(lag)
 	res.lag = lag
 	return res

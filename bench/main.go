@@ -48,6 +48,7 @@ type options struct {
 	json         bool
 	keep         bool
 	settleMax    time.Duration
+	quietWait    time.Duration
 	readyTimeout time.Duration
 
 	// Children (-role); respBytes also configures the upstream child.
@@ -80,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout (progress still goes to stderr)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, event database)")
 	fs.DurationVar(&o.settleMax, "settle-max", 15*time.Second, "before each target, wait up to this long for the processes under test to go idle")
+	fs.DurationVar(&o.quietWait, "quiet-wait", 0, "before each target, also wait up to this long for other processes on the machine to use < 0.25 cores (Linux)")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 30*time.Second, "how long a started apiguard may take to become ready")
 
 	fs.StringVar(&o.role, "role", "", "internal: run as a child process (upstream or bare)")
@@ -235,6 +237,12 @@ func runHarness(o *options) (code int) {
 			if err == nil {
 				logf("building apiguard: go build -o %s ./cmd/apiguard (in %s)", bin, root)
 				err = buildApiguard(ctx, root, bin)
+				if err != nil && ctx.Err() == nil {
+					// Other go commands sharing the build cache can make a
+					// build fail transiently; one retry.
+					logf("build failed, retrying once: %v", firstLine(err.Error()))
+					err = buildApiguard(ctx, root, bin)
+				}
 			}
 			if err != nil {
 				bin = ""
@@ -280,9 +288,9 @@ func runHarness(o *options) (code int) {
 				logf("%s: process exited (%v)%s", t.name, t.sut.waitErr, t.sut.logTail())
 				return 1
 			}
-			waited, idle := settle(ctx, pids, o.settleMax)
+			waited, idle := settle(ctx, pids, o.settleMax, o.quietWait)
 			if !idle && ctx.Err() == nil {
-				logf("%s: processes still busy after %v, measuring anyway", t.name, waited.Round(time.Millisecond))
+				logf("%s: machine still busy after %v, measuring anyway", t.name, waited.Round(time.Millisecond))
 			}
 			q := &requester{client: client, method: method, url: t.url, body: body}
 			if o.warmup > 0 {
@@ -317,6 +325,7 @@ func runHarness(o *options) (code int) {
 	if o.json {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
 		if err := enc.Encode(rep); err != nil {
 			logf("%v", err)
 			return 1

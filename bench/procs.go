@@ -280,7 +280,11 @@ func cpuTimes(pids []int) (time.Duration, bool) {
 // event store draining its queue) does not steal CPU from the next target's
 // measurement. It gives up after maxWait. Without per-process CPU accounting
 // it just sleeps a second.
-func settle(ctx context.Context, pids []int, maxWait time.Duration) (time.Duration, bool) {
+//
+// With quietWait > 0 it then also waits, up to quietWait, for a window in
+// which processes outside the benchmark use under a quarter of a core (for
+// shared machines where builds and tests come and go).
+func settle(ctx context.Context, pids []int, maxWait, quietWait time.Duration) (time.Duration, bool) {
 	start := time.Now()
 	const window = 250 * time.Millisecond
 	const idle = 20 * time.Millisecond // CPU per window; 2 clock ticks
@@ -295,12 +299,31 @@ func settle(ctx context.Context, pids []int, maxWait time.Duration) (time.Durati
 		}
 		cur, _ := cpuTimes(pids)
 		if cur-prev <= idle {
-			return time.Since(start), true
+			break
 		}
 		if time.Since(start) >= maxWait {
 			return time.Since(start), false
 		}
 		prev = cur
+	}
+	if quietWait <= 0 {
+		return time.Since(start), true
+	}
+	qstart := time.Now()
+	const qwindow = 500 * time.Millisecond
+	for {
+		a := snapCPU(pids)
+		t0 := time.Now()
+		if !sleepCtx(ctx, qwindow) {
+			return time.Since(start), false
+		}
+		other := otherCores(a, snapCPU(pids), time.Since(t0))
+		if other < 0.25 { // includes -1: unknown
+			return time.Since(start), true
+		}
+		if time.Since(qstart) >= quietWait {
+			return time.Since(start), false
+		}
 	}
 }
 

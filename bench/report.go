@@ -227,8 +227,12 @@ func printReport(w io.Writer, rep *Report) {
 		if rate && t.Result.RateAchieved != nil && !*t.Result.RateAchieved {
 			fmt.Fprintf(w, "%s: target rate NOT achieved (%.0f of %g req/s)\n", t.Name, t.Result.RPS, rep.Rate)
 		}
+		if rate && t.Result.SenderPoolFull > 0 {
+			fmt.Fprintf(w, "%s: all %d senders were busy for %d requests (the target fell behind); their wait is in the latencies\n",
+				t.Name, rep.MaxSenders, t.Result.SenderPoolFull)
+		}
 		if rate && t.Result.SchedLagP99Ms > 1 {
-			fmt.Fprintf(w, "%s: load generator fell behind its schedule (p99 lag %s, max %s); latencies include it\n",
+			fmt.Fprintf(w, "%s: the load generator's scheduler ran late (p99 %s, max %s: CPU starvation); latencies include it\n",
 				t.Name, fmtMs(t.Result.SchedLagP99Ms), fmtMs(t.Result.SchedLagMaxMs))
 		}
 	}

@@ -51,6 +51,7 @@ type result struct {
 	targetRate float64
 	lag        []time.Duration // scheduler lateness (sorted), before hand-off
 	senders    int             // peak number of sender goroutines
+	capWaits   int             // requests that found every sender busy at the cap
 }
 
 func merge(recs []*recorder) *result {
@@ -128,6 +129,10 @@ type Summary struct {
 	SchedLagP99Ms float64 `json:"sched_lag_p99_ms,omitempty"`
 	SchedLagMaxMs float64 `json:"sched_lag_max_ms,omitempty"`
 	PeakSenders   int     `json:"peak_senders,omitempty"`
+	// SenderPoolFull counts requests that became due while all max-senders
+	// senders were busy: the target fell behind; they waited, and the wait
+	// is in their latency.
+	SenderPoolFull int `json:"sender_pool_full,omitempty"`
 }
 
 // rateAchievedFraction is how close to the target rate the successful
@@ -162,6 +167,7 @@ func (res *result) summary() Summary {
 		s.SchedLagP99Ms = ms(percentile(res.lag, 99))
 		s.SchedLagMaxMs = ms(percentile(res.lag, 100))
 		s.PeakSenders = res.senders
+		s.SenderPoolFull = res.capWaits
 	}
 	return s
 }

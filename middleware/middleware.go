@@ -3,10 +3,12 @@
 // problem responses as the gateway, with the wrapped handler in place of the
 // upstream.
 //
-//	guard, err := middleware.Load("apiguard.yaml")
+//	guard, err := middleware.Load("apiguard.yaml", middleware.Options{})
 //	if err != nil { log.Fatal(err) }
 //	defer guard.Close(context.Background())
-//	http.ListenAndServe(":8080", guard.Wrap(mux))
+//	handler, err := guard.Wrap(mux)
+//	if err != nil { log.Fatal(err) }
+//	http.ListenAndServe(":8080", handler)
 //
 // Routes in the file select per-route checks by host, path prefix and
 // method; their upstream key is ignored. Requests no route matches get the

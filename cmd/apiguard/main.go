@@ -105,6 +105,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check", "apiguard check -c FILE", stderr)
 	file := fs.String("c", "", "config file to validate (required)")
 	fs.StringVar(file, "config", "", "same as -c")
+	mw := fs.Bool("middleware", false, "validate a config for the Go middleware (routes need no upstream)")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
@@ -112,7 +113,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "apiguard check: -c FILE is required")
 		return exitUsage
 	}
-	cfg, err := config.Load(*file, config.Options{})
+	cfg, err := config.Load(*file, config.Options{Middleware: *mw})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
@@ -153,13 +154,15 @@ func cmdServe(args []string, _, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	if *listen != "" || *adminListen != "" || *dataDir != "" {
-		overrides := map[*string]string{&cfg.Listen: *listen, &cfg.Admin.Listen: *adminListen, &cfg.DataDir: *dataDir}
-		for p, v := range overrides {
+	override := func(c *config.Config) {
+		for p, v := range map[*string]string{&c.Listen: *listen, &c.Admin.Listen: *adminListen, &c.DataDir: *dataDir} {
 			if v != "" {
 				*p = v
 			}
 		}
+	}
+	if *listen != "" || *adminListen != "" || *dataDir != "" {
+		override(cfg)
 		if err := config.ValidateConfig(cfg, config.Options{}); err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitUsage
@@ -167,7 +170,7 @@ func cmdServe(args []string, _, stderr io.Writer) int {
 	}
 
 	log := newLogger(cfg, stderr)
-	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Version: version, ConfigPath: *file})
+	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Version: version, ConfigPath: *file, Override: override})
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
 		return exitRuntime
@@ -181,6 +184,16 @@ func cmdServe(args []string, _, stderr io.Writer) int {
 	}
 	if *file != "" {
 		go watchReload(ctx, *file, srv, log)
+	} else {
+		// Zero-config mode has nothing to reload; SIGHUP must not kill it.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				log.Info("SIGHUP ignored: zero-config mode has no config file to reload")
+			}
+		}()
 	}
 	<-ctx.Done()
 	log.Info("shutting down: draining in-flight requests")

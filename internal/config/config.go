@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/apiguard/apiguard/internal/checks/iplist"
+	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
 )
 
@@ -29,7 +30,9 @@ type Config struct {
 	Upstreams          map[string]*Upstream `yaml:"upstreams"`
 	Routes             []*Route             `yaml:"routes"`
 	// Checks are the global check settings; a route's checks override them.
-	Checks Checks  `yaml:"checks"`
+	Checks Checks `yaml:"checks"`
+	// State is the shared state backend (rate limits, decisions, nonces).
+	State  State   `yaml:"state"`
 	Events Events  `yaml:"events"`
 	Log    Logging `yaml:"log"`
 
@@ -65,6 +68,11 @@ type Admin struct {
 // endpoint is always served on the admin listener too.
 type ForwardAuth struct {
 	Listen string `yaml:"listen"`
+	// Style names the proxy in front: nginx, traefik or envoy. Only that
+	// proxy's headers are read, so a client cannot smuggle another proxy's
+	// headers through it to change what is judged. auto (default) accepts
+	// any one style and refuses requests that carry more than one.
+	Style string `yaml:"style"`
 }
 
 // Limits are resource limits (OWASP API4). Zero values take the defaults.
@@ -137,7 +145,39 @@ type CORS struct {
 // Checks holds one optional config per check. Add new checks here and in
 // the table in internal/gateway/checks.go.
 type Checks struct {
-	IPList *iplist.Config `yaml:"iplist,omitempty"`
+	IPList    *iplist.Config    `yaml:"iplist,omitempty"`
+	RateLimit *ratelimit.Config `yaml:"ratelimit,omitempty"`
+}
+
+// State selects the shared state backend.
+type State struct {
+	// Backend is memory (default: one instance, zero setup) or redis
+	// (shared by every instance).
+	Backend string      `yaml:"backend"`
+	Memory  MemoryState `yaml:"memory"`
+	Redis   RedisState  `yaml:"redis"`
+}
+
+// MemoryState bounds the in-memory backend.
+type MemoryState struct {
+	// MaxKeys bounds rate-limit keys; the least useful are evicted beyond it.
+	MaxKeys int `yaml:"max_keys"`
+}
+
+// RedisState configures the Redis backend: one address for a standalone
+// server, several (or cluster: true) for Redis Cluster.
+type RedisState struct {
+	Addrs        []string `yaml:"addrs"`
+	Cluster      bool     `yaml:"cluster"`
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`
+	DB           int      `yaml:"db"`
+	KeyPrefix    string   `yaml:"key_prefix"`
+	TLS          bool     `yaml:"tls"`
+	PoolSize     int      `yaml:"pool_size"`
+	DialTimeout  Duration `yaml:"dial_timeout"`
+	ReadTimeout  Duration `yaml:"read_timeout"`
+	WriteTimeout Duration `yaml:"write_timeout"`
 }
 
 // Events configures the event pipeline.

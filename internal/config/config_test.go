@@ -59,7 +59,8 @@ func defaults() *config.Config {
 				Requests:  ptr(true),
 			},
 		},
-		Log: config.Logging{Level: "info", Format: "json"},
+		Log:   config.Logging{Level: "info", Format: "json"},
+		State: config.State{Backend: "memory"},
 	}
 }
 
@@ -94,6 +95,7 @@ func TestApplyDefaultsKeepsSetValues(t *testing.T) {
 		Limits: config.Limits{MaxBodyBytes: 1 << 20, JSONMaxDepth: 8, MaxConnsPerIP: -1, UpstreamTimeout: config.Duration(time.Second)},
 		Events: config.Events{Store: config.EventStore{Driver: "none", Requests: ptr(false)}},
 		Log:    config.Logging{Level: "debug", Format: "text"},
+		State:  config.State{Backend: "memory"},
 	}
 	c.ApplyDefaults()
 	want := defaults()

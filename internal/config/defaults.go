@@ -73,6 +73,9 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 
+	if c.State.Backend == "" {
+		c.State.Backend = "memory"
+	}
 	e := &c.Events
 	setInt(&e.QueueSize, DefaultQueueSize)
 	if e.Store.Driver == "" {

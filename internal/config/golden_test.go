@@ -46,6 +46,7 @@ var goldenEnv = map[string]string{
 	"MASK_ERRORS":          "false",
 	"UPSTREAM_HOST":        "10.0.0.5",
 	"PG_PASSWORD":          "s3cret",
+	"REDIS_PASSWORD":       "r3dis",
 	"FIELD":                "listen",
 	"INJECT":               "a\nb: c",
 	"EMPTY":                "",

@@ -21,6 +21,11 @@ func (c *Config) Validate(errs *field.Errors, opts Options) {
 	if c.ForwardAuth.Listen != "" {
 		validateAddr("forward_auth.listen", c.ForwardAuth.Listen, errs)
 	}
+	switch c.ForwardAuth.Style {
+	case "", "auto", "nginx", "traefik", "envoy":
+	default:
+		errs.Add("forward_auth.style", "must be auto, nginx, traefik or envoy, not %q", c.ForwardAuth.Style)
+	}
 	if c.Admin.TokenFile != "" {
 		validateFile("admin.token_file", c.Admin.TokenFile, errs)
 	}
@@ -46,6 +51,7 @@ func (c *Config) Validate(errs *field.Errors, opts Options) {
 	c.validateUpstreams(errs, opts)
 	c.validateRoutes(errs, opts)
 	c.Checks.validate("checks", errs)
+	c.State.validate(errs)
 	c.Events.validate(errs)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -210,7 +216,9 @@ func (c *Config) validateRoutes(errs *field.Errors, opts Options) {
 		if !strings.HasPrefix(r.PathPrefix, "/") {
 			errs.Add(field.Join(path, "path_prefix"), "must start with /")
 		}
-		if strings.ContainsAny(r.Host, "/ ") || strings.Count(r.Host, "*") > 1 || (strings.Contains(r.Host, "*") && !strings.HasPrefix(r.Host, "*.")) {
+		if strings.Contains(strings.TrimPrefix(r.Host, "["), ":") {
+			errs.Add(field.Join(path, "host"), "must not include a port: routes match the host name only")
+		} else if strings.ContainsAny(r.Host, "/ ") || strings.Count(r.Host, "*") > 1 || (strings.Contains(r.Host, "*") && !strings.HasPrefix(r.Host, "*.")) {
 			errs.Add(field.Join(path, "host"), "must be a host name or *.domain, not %q", r.Host)
 		}
 		for j, m := range r.Methods {
@@ -279,6 +287,9 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.IPList != nil {
 		ch.IPList.Validate(field.Join(path, "iplist"), errs)
 	}
+	if ch.RateLimit != nil {
+		ch.RateLimit.Validate(field.Join(path, "ratelimit"), errs)
+	}
 }
 
 func (e *Events) validate(errs *field.Errors) {
@@ -321,4 +332,29 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func (s *State) validate(errs *field.Errors) {
+	switch s.Backend {
+	case "memory":
+	case "redis":
+		if len(s.Redis.Addrs) == 0 {
+			errs.Add("state.redis.addrs", "at least one host:port is required for the redis backend")
+		}
+		for i, a := range s.Redis.Addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs.Add(field.Index("state.redis.addrs", i), "not a host:port address: %q", a)
+			}
+		}
+	default:
+		errs.Add("state.backend", "must be memory or redis, not %q", s.Backend)
+	}
+	if s.Memory.MaxKeys < 0 {
+		errs.Add("state.memory.max_keys", "must not be negative")
+	}
+	for k, v := range map[string]Duration{"dial_timeout": s.Redis.DialTimeout, "read_timeout": s.Redis.ReadTimeout, "write_timeout": s.Redis.WriteTimeout} {
+		if v < 0 {
+			errs.Add(field.Join("state.redis", k), "must not be negative")
+		}
+	}
 }

@@ -24,7 +24,7 @@ type Sink interface {
 
 // BusOptions tune a Bus. Zero values take the defaults.
 type BusOptions struct {
-	QueueSize  int           // total buffered events per sink (default 65536)
+	QueueSize  int           // buffered events per sink, rounded up to a power of two (default 65536)
 	BatchSize  int           // max events per Write (default 512)
 	FlushEvery time.Duration // max wait before a partial batch is written (default 200ms)
 	// WriteTimeout bounds one Write call (default 30s). Without it a sink
@@ -46,7 +46,8 @@ const (
 // Bus fans events out to sinks through one bounded queue per sink. Publish
 // never blocks: when a sink's queue is full the event is dropped for that
 // sink and counted, because delaying a request to save an event is the
-// wrong trade for an abuse gateway under attack.
+// wrong trade for an abuse gateway under attack. Close the Bus before the
+// stores it writes to.
 type Bus struct {
 	opts BusOptions
 	log  *slog.Logger
@@ -57,9 +58,9 @@ type Bus struct {
 
 	// inflight and closed form a Dekker-style handshake: Publish bumps
 	// inflight before it looks at closed, Close sets closed before it waits
-	// for inflight to reach zero, so once Close has seen zero no Publish can
-	// still be sending and the queues can be closed without a send on a
-	// closed channel.
+	// for inflight to reach zero, so once Close has seen zero no Publish is
+	// halfway through a push and the workers can be stopped knowing that
+	// every accepted event is in a ring for them to drain.
 	inflight atomic.Int64
 	closed   atomic.Bool
 
@@ -113,15 +114,20 @@ type sinkQueue struct {
 	sink   Sink
 	name   string
 	accept func(*Event) bool
-	ch     chan Event
-	done   chan struct{}
+	ring   *ring
 
-	// Publish touches only dropped (and only when the queue is full); the
-	// rest belong to the worker. Padding keeps the worker's writes off the
-	// cache line that publishers read ch from.
-	dropped atomic.Uint64
-	_       [56]byte
-	pending atomic.Int64 // events taken off ch but not yet written
+	// wakeAt is how many queued events the sleeping worker wants before
+	// it is worth waking (0: awake). Publish wakes the worker only when
+	// that threshold is crossed, so under load a wake-up is paid once per
+	// batch, not once per event.
+	wakeAt atomic.Int64
+	wake   chan struct{} // capacity 1; a token means "look again"
+	stop   chan struct{} // closed by Close once no Publish is in flight
+	done   chan struct{} // closed by the worker when it exits
+
+	dropped atomic.Uint64 // the only counter Publish writes, and only when full
+	_       [56]byte      // keep the worker's counters off Publish's lines
+	pending atomic.Int64  // events taken off the ring but not yet written
 	written atomic.Uint64
 	errs    atomic.Uint64
 
@@ -143,7 +149,9 @@ func (b *Bus) AddSink(s Sink, accept func(*Event) bool) {
 		sink:   s,
 		name:   s.Name(),
 		accept: accept,
-		ch:     make(chan Event, b.opts.QueueSize),
+		ring:   newRing(b.opts.QueueSize),
+		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	b.register(q)
@@ -193,11 +201,13 @@ func (b *Bus) register(q *sinkQueue) {
 }
 
 func (q *sinkQueue) depth() int {
-	return len(q.ch) + int(q.pending.Load())
+	return q.ring.len() + int(q.pending.Load())
 }
 
 // Publish queues e for every sink that accepts it. It never blocks and does
-// not allocate; a sink whose queue is full loses e and counts the drop.
+// not allocate; a sink whose queue is full loses e and counts the drop. The
+// sinks read e later on other goroutines, so the caller must not change
+// e.Attrs after publishing it.
 func (b *Bus) Publish(e Event) {
 	b.inflight.Add(1)
 	sinks := *b.sinks.Load()
@@ -217,10 +227,16 @@ func (b *Bus) Publish(e Event) {
 				continue
 			}
 		}
-		select {
-		case q.ch <- e:
-		default:
+		pos, ok := q.ring.push(&e)
+		if !ok {
 			q.dropped.Add(1)
+			continue
+		}
+		if w := q.wakeAt.Load(); w != 0 && int64(pos+1-q.ring.head.Load()) >= w && q.wakeAt.CompareAndSwap(w, 0) {
+			select {
+			case q.wake <- struct{}{}:
+			default:
+			}
 		}
 	}
 	b.inflight.Add(-1)
@@ -278,7 +294,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			runtime.Gosched()
 		}
 		for _, q := range sinks {
-			close(q.ch)
+			close(q.stop)
 		}
 	}
 	b.mu.Unlock()
@@ -307,51 +323,83 @@ func (b *Bus) Close(ctx context.Context) error {
 	return nil
 }
 
-// run is a sink's worker: it gathers up to BatchSize events, waiting at most
-// FlushEvery after the first one, and writes them.
+// run is a sink's worker. It writes when a batch is full, and otherwise every
+// FlushEvery, so no event waits longer than that for its write. Waking only
+// for a full batch or the tick, never for the first event of an empty
+// queue, matters: a worker that keeps up would otherwise park after every
+// few events and Publish would pay a goroutine wake-up each time. After stop
+// it drains the ring and exits.
 func (b *Bus) run(q *sinkQueue) {
 	defer close(q.done)
-	w := worker{bus: b, q: q, batch: make([]Event, 0, b.opts.BatchSize)}
+	// A batch larger than the ring could never fill.
+	size := min(b.opts.BatchSize, q.ring.capacity())
+	w := worker{bus: b, q: q, batch: make([]Event, 0, size)}
 	defer w.finish()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var (
+		head    uint64    // next ring position to take
+		tick    time.Time // when the next partial batch is due; zero: not armed
+		stopped bool
+	)
 	for {
-		var tick <-chan time.Time
-		if len(w.batch) > 0 {
-			tick = timer.C
+		took := 0
+		for n := len(w.batch); n < cap(w.batch); n++ {
+			w.batch = w.batch[:n+1]
+			if !q.ring.pop(head, &w.batch[n]) {
+				w.batch = w.batch[:n]
+				break
+			}
+			head++
+			took++
 		}
-		select {
-		case e, ok := <-q.ch:
-			if !ok {
-				w.flush()
-				return
-			}
-			if len(w.batch) == 0 {
-				timer.Reset(b.opts.FlushEvery)
-			}
-			w.add(e)
-			// Take whatever else is already queued without waiting, so a
-			// busy sink writes full batches.
-		more:
-			for len(w.batch) < cap(w.batch) {
-				select {
-				case e, ok := <-q.ch:
-					if !ok {
-						w.flush()
-						return
-					}
-					w.add(e)
-				default:
-					break more
-				}
-			}
-			if len(w.batch) >= cap(w.batch) {
-				timer.Stop()
-				w.flush()
-			}
-		case <-tick:
+		if took > 0 {
+			q.ring.head.Store(head)
+			q.pending.Store(int64(len(w.batch)))
+		}
+		n := len(w.batch)
+		now := time.Now()
+		due := !tick.IsZero() && !now.Before(tick)
+		if due {
+			tick = time.Time{}
+		}
+		if n == cap(w.batch) || (n > 0 && (due || stopped)) {
 			w.flush()
+			continue
 		}
+		if stopped {
+			// Close waited for every Publish to finish before stopping us,
+			// so an unfilled head slot means the ring is empty.
+			return
+		}
+
+		// Sleep until a full batch is queued, the tick, or stop. wakeAt is
+		// set before the ring is looked at again and Publish fills a slot
+		// before it reads wakeAt, so one of the two always sees the other
+		// and no wake-up is lost.
+		need := cap(w.batch) - n
+		q.wakeAt.Store(int64(need))
+		if q.ring.ready(head + uint64(need) - 1) {
+			q.wakeAt.Store(0)
+			if took == 0 {
+				// A slot before the last one is claimed but its producer
+				// was descheduled mid-copy; let it run instead of spinning.
+				runtime.Gosched()
+			}
+			continue
+		}
+		if tick.IsZero() {
+			tick = now.Add(b.opts.FlushEvery)
+		}
+		timer.Reset(tick.Sub(now))
+		select {
+		case <-q.wake:
+		case <-timer.C:
+		case <-q.stop:
+			stopped = true
+		}
+		timer.Stop()
+		q.wakeAt.Store(0)
 	}
 }
 
@@ -365,11 +413,6 @@ type worker struct {
 	lastErrLog   time.Time
 	lastDropSeen uint64
 	lastDropLog  time.Time
-}
-
-func (w *worker) add(e Event) {
-	w.batch = append(w.batch, e)
-	w.q.pending.Add(1)
 }
 
 // flush writes the batch, retrying once, and then forgets it either way:
@@ -405,7 +448,7 @@ func (w *worker) flush() {
 	}
 	clear(w.batch) // let the GC have the strings and maps
 	w.batch = w.batch[:0]
-	w.q.pending.Add(-int64(n))
+	w.q.pending.Store(0)
 	w.logDrops()
 }
 

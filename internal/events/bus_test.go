@@ -84,6 +84,9 @@ func testBus(opts BusOptions, buf *syncBuffer) *Bus {
 	if buf != nil {
 		w = buf
 	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = 1024 // the default's 23 MB ring is slow under -race
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -143,19 +146,13 @@ func TestPublishNeverBlocksOnStuckSink(t *testing.T) {
 	b.Publish(seqEvent(0))
 	<-stuck.entered // the worker now holds one event and is wedged
 	start := time.Now()
-	var slowest time.Duration
 	for i := 1; i < n; i++ {
-		t0 := time.Now()
 		b.Publish(seqEvent(i))
-		if d := time.Since(t0); d > slowest {
-			slowest = d
-		}
 	}
-	elapsed := time.Since(start)
-	// Generous bounds for -race on a loaded 2-core machine; a blocking
-	// Publish would hang, not be slow.
-	if elapsed > 5*time.Second || slowest > 500*time.Millisecond {
-		t.Errorf("publishing %d events took %v, slowest %v", n, elapsed, slowest)
+	// A blocking Publish would hang here; the bound is generous for -race
+	// on a loaded two-core machine.
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("publishing %d events took %v", n, elapsed)
 	}
 	// The stuck sink can hold one event in Write plus its queue.
 	if got, want := b.sinkByName("stuck").dropped.Load(), uint64(n-queue-1); got != want {
@@ -190,6 +187,7 @@ func TestCloseFlushesQueued(t *testing.T) {
 		{name: "partial batch", n: 7, batch: 100, queue: 1000},
 		{name: "many batches", n: 1050, batch: 100, queue: 2000},
 		{name: "exactly full queue", n: 64, batch: 8, queue: 64},
+		{name: "batch larger than queue", n: 64, batch: 512, queue: 64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -255,6 +253,7 @@ func TestFailingSinkDoesNotAffectOthers(t *testing.T) {
 	fail := &failSink{}
 	good := &memSink{name: "good"}
 	b := testBus(BusOptions{BatchSize: 10, FlushEvery: time.Millisecond}, logs)
+	b.logEvery = time.Hour // however slow the machine, all failures fall in one window
 	b.AddSink(fail, nil)
 	b.AddSink(good, nil)
 	for i := range n {

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
@@ -29,6 +30,11 @@ func (s *logSink) Write(ctx context.Context, batch []Event) error {
 	if !s.h.Enabled(ctx, slog.LevelInfo) {
 		return nil
 	}
+	// One bad line must not cost the rest of the batch, so keep going and
+	// report the first failure. The bus's retry may then repeat lines that
+	// did get out; a duplicate log line is cheaper than a lost one.
+	var failed int
+	var first error
 	for i := range batch {
 		e := &batch[i]
 		t := e.Time
@@ -39,10 +45,16 @@ func (s *logSink) Write(ctx context.Context, batch []Event) error {
 		s.attrs = appendEventAttrs(s.attrs[:0], e)
 		r.AddAttrs(s.attrs...)
 		if err := s.h.Handle(ctx, r); err != nil {
-			return err
+			failed++
+			if first == nil {
+				first = err
+			}
 		}
 	}
 	clear(s.attrs)
+	if first != nil {
+		return fmt.Errorf("events: log: %d of %d lines failed: %w", failed, len(batch), first)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -118,5 +119,37 @@ func TestLogSinkKeepsLoggerAttrsAndLevel(t *testing.T) {
 	}
 	if got["component"] != "events" || got["time"] == nil {
 		t.Errorf("line lacks the logger's attrs or a time: %s", buf.String())
+	}
+}
+
+// failingHandler refuses records whose detail is "bad".
+type failingHandler struct {
+	slog.Handler
+}
+
+func (h failingHandler) Handle(ctx context.Context, r slog.Record) error {
+	bad := false
+	r.Attrs(func(a slog.Attr) bool {
+		bad = bad || (a.Key == "detail" && a.Value.String() == "bad")
+		return true
+	})
+	if bad {
+		return errors.New("disk full")
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func TestLogSinkKeepsGoingAfterAFailedLine(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	s := NewLogSink(slog.New(failingHandler{slog.NewJSONHandler(&buf, nil)}))
+	err := s.Write(context.Background(), []Event{
+		{Kind: KindSystem, Detail: "bad"}, {Kind: KindSystem, Detail: "ok"}, {Kind: KindSystem, Detail: "bad"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "2 of 3 lines failed: disk full") {
+		t.Errorf("Write error = %v", err)
+	}
+	if n := strings.Count(buf.String(), "\n"); n != 1 {
+		t.Errorf("wrote %d lines, want the 1 good one:\n%s", n, buf.String())
 	}
 }

@@ -16,12 +16,17 @@ import (
 const migrationLockKey int64 = 0x6170696765767473
 
 type postgresStore struct {
-	pool      *pgxpool.Pool
-	closeOnce sync.Once
+	pool       *pgxpool.Pool
+	pruneChunk int
+	closeOnce  sync.Once
 }
 
 // OpenPostgres connects to dsn (a postgres:// URL or key=value string) and
 // applies pending migrations. Tables go into the connection's search_path.
+// Each batch commits once, so the server's synchronous_commit sets the cost
+// of a batch; adding synchronous_commit=off to the DSN measured about 1.5x
+// the throughput, at the risk of losing the last moments of events if the
+// server crashes. That trade is the operator's, so it is not made here.
 func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -31,7 +36,7 @@ func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: postgres connect: %w", err)
 	}
-	s := &postgresStore{pool: pool}
+	s := &postgresStore{pool: pool, pruneChunk: defaultPruneChunk}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("events: postgres: %w", err)
@@ -121,13 +126,13 @@ func (s *postgresStore) Prune(ctx context.Context, before time.Time) (int64, err
 	for {
 		tag, err := s.pool.Exec(ctx,
 			"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time_ns < $1 LIMIT $2)",
-			unixNano(before), pruneChunk)
+			unixNano(before), s.pruneChunk)
 		if err != nil {
 			return total, fmt.Errorf("events: postgres prune: %w", err)
 		}
 		n := tag.RowsAffected()
 		total += n
-		if n < pruneChunk {
+		if n < int64(s.pruneChunk) {
 			return total, nil
 		}
 	}

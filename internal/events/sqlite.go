@@ -23,9 +23,10 @@ import (
 const sqliteDSNParams = "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 
 type sqliteStore struct {
-	db        *sql.DB
-	closeOnce sync.Once
-	closeErr  error
+	db         *sql.DB
+	pruneChunk int
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // OpenSQLite opens or creates the event database at path, creating its
@@ -34,9 +35,10 @@ func OpenSQLite(path string) (Store, error) {
 	if path == "" {
 		return nil, errors.New("events: sqlite: empty path")
 	}
-	if strings.ContainsRune(path, '?') {
-		// The driver would read everything after '?' as DSN parameters.
-		return nil, fmt.Errorf("events: sqlite: path %q must not contain '?'", path)
+	if strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") || path == ":memory:" {
+		// The driver would read these as DSN parameters, a URI, or a
+		// database private to each pooled connection.
+		return nil, fmt.Errorf("events: sqlite: path %q must be a plain file path without '?'", path)
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -56,7 +58,10 @@ func OpenSQLite(path string) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: sqlite open %s: %w", path, err)
 	}
-	s := &sqliteStore{db: db}
+	// Writes serialise on SQLite's lock anyway; the bound keeps a burst of
+	// admin queries from opening a file handle and page cache each.
+	db.SetMaxOpenConns(8)
+	s := &sqliteStore{db: db, pruneChunk: defaultPruneChunk}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.migrate(ctx); err != nil {
@@ -104,11 +109,20 @@ func (s *sqliteStore) migrate(ctx context.Context) error {
 
 func (*sqliteStore) Name() string { return "sqlite" }
 
-var sqliteInsert = "INSERT INTO events (" + eventColumns + ") VALUES (?" +
-	strings.Repeat(", ?", len(eventColumnList)-1) + ")"
+// sqliteRowsPerInsert rows go into one INSERT statement: measured about
+// twice as fast as one statement per row, with no gain beyond 64. 64 rows of
+// 23 columns stay far below SQLite's limit on bound parameters.
+const sqliteRowsPerInsert = 64
 
-// Write inserts batch in one transaction with a prepared statement, which
-// in SQLite is as fast as a multi-row INSERT without the bind-limit math.
+var sqliteInsertFull = sqliteInsertSQL(sqliteRowsPerInsert)
+
+func sqliteInsertSQL(rows int) string {
+	row := "(?" + strings.Repeat(", ?", len(eventColumnList)-1) + ")"
+	return "INSERT INTO events (" + eventColumns + ") VALUES " + row + strings.Repeat(", "+row, rows-1)
+}
+
+// Write inserts batch in one transaction, sqliteRowsPerInsert rows per
+// statement.
 func (s *sqliteStore) Write(ctx context.Context, batch []Event) error {
 	if len(batch) == 0 {
 		return nil
@@ -118,19 +132,33 @@ func (s *sqliteStore) Write(ctx context.Context, batch []Event) error {
 		return fmt.Errorf("events: sqlite insert: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	stmt, err := tx.PrepareContext(ctx, sqliteInsert)
-	if err != nil {
-		return fmt.Errorf("events: sqlite insert: %w", err)
+	var full *sql.Stmt
+	if len(batch) >= sqliteRowsPerInsert {
+		if full, err = tx.PrepareContext(ctx, sqliteInsertFull); err != nil {
+			return fmt.Errorf("events: sqlite insert: %w", err)
+		}
+		defer full.Close()
 	}
-	defer stmt.Close()
-	for i := range batch {
-		args, err := eventArgs(&batch[i])
+	args := make([]any, 0, min(len(batch), sqliteRowsPerInsert)*len(eventColumnList))
+	for len(batch) > 0 {
+		n := min(len(batch), sqliteRowsPerInsert)
+		args = args[:0]
+		for i := range n {
+			a, err := eventArgs(&batch[i])
+			if err != nil {
+				return fmt.Errorf("events: sqlite insert: %w", err)
+			}
+			args = append(args, a...)
+		}
+		if n == sqliteRowsPerInsert {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, sqliteInsertSQL(n), args...)
+		}
 		if err != nil {
 			return fmt.Errorf("events: sqlite insert: %w", err)
 		}
-		if _, err := stmt.ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("events: sqlite insert: %w", err)
-		}
+		batch = batch[n:]
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("events: sqlite insert: commit: %w", err)
@@ -173,7 +201,7 @@ func (s *sqliteStore) Prune(ctx context.Context, before time.Time) (int64, error
 	for {
 		res, err := s.db.ExecContext(ctx,
 			"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time_ns < ? LIMIT ?)",
-			unixNano(before), pruneChunk)
+			unixNano(before), s.pruneChunk)
 		if err != nil {
 			return total, fmt.Errorf("events: sqlite prune: %w", err)
 		}
@@ -182,7 +210,7 @@ func (s *sqliteStore) Prune(ctx context.Context, before time.Time) (int64, error
 			return total, fmt.Errorf("events: sqlite prune: %w", err)
 		}
 		total += n
-		if n < pruneChunk {
+		if n < int64(s.pruneChunk) {
 			return total, nil
 		}
 	}

@@ -13,7 +13,8 @@ import (
 // Store is a Sink that keeps events for querying.
 type Store interface {
 	Sink
-	// Query returns matching events, newest (highest ID) first.
+	// Query returns matching events, newest first by ID, which follows
+	// insertion order; ordering by ID is what makes BeforeID paging exact.
 	Query(ctx context.Context, f Filter) ([]Event, error)
 	// Count counts matching events; Limit is ignored, BeforeID is not.
 	Count(ctx context.Context, f Filter) (int64, error)
@@ -52,7 +53,7 @@ func (f Filter) limit() int {
 // nanoseconds in a BIGINT rather than timestamptz: it round-trips Go's
 // nanosecond precision (timestamptz keeps microseconds), compares the same
 // way in both databases, and needs no time-zone handling. A zero Time is
-// stored as 0. Strings are NOT NULL with ” for "absent" so filters are
+// stored as 0. Strings are NOT NULL, empty when absent, so filters are
 // plain equality; attrs is a JSON object, NULL when empty. The verdict check
 // is check_name because CHECK is an SQL keyword.
 const eventColumns = "time_ns, kind, request_id, route, method, host, path, status, " +
@@ -241,9 +242,9 @@ func scanEvent(scan func(dest ...any) error) (Event, error) {
 	return e, nil
 }
 
-// pruneChunk bounds one DELETE so that pruning a large backlog does not hold
+// defaultPruneChunk bounds one DELETE so that pruning a large backlog does not hold
 // the write lock long enough to stall the sink's inserts.
-const pruneChunk = 5000
+const defaultPruneChunk = 5000
 
 // StartRetention starts a goroutine that deletes events older than keep,
 // once at start and then every every (default 1h), until ctx is done. keep

@@ -106,6 +106,26 @@ func TestStoreRoundTrip(t *testing.T) {
 	})
 }
 
+// A batch larger than one multi-row INSERT keeps order and content across
+// the statement boundaries.
+func TestStoreRoundTripLargeBatch(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s Store, _ func() Store) {
+		want := make([]Event, 2*sqliteRowsPerInsert+5)
+		for i := range want {
+			want[i] = fullEvent()
+			want[i].RequestID = fmt.Sprint("r", i)
+			want[i].Score = i
+		}
+		write(t, s, want...)
+		got := query(t, s, Filter{Limit: len(want) + 1})
+		slices.Reverse(got)
+		if diff := cmp.Diff(want, got, ignoreID); diff != "" {
+			t.Errorf("round trip (-want +got):\n%s", diff)
+		}
+	})
+}
+
 // filterFixture is a small, varied event set: index i has Time base+i min.
 var filterBase = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
@@ -215,8 +235,14 @@ func TestStorePaging(t *testing.T) {
 func TestStorePrune(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s Store, _ func() Store) {
-		// More than one prune chunk of old events, so the chunk loop runs.
-		old := make([]Event, pruneChunk+123)
+		// Several prune chunks of old events, so the chunk loop runs.
+		switch s := s.(type) {
+		case *sqliteStore:
+			s.pruneChunk = 7
+		case *postgresStore:
+			s.pruneChunk = 7
+		}
+		old := make([]Event, 7*3+2)
 		for i := range old {
 			old[i] = Event{Time: filterBase.Add(-time.Duration(i+1) * time.Second), Kind: KindRequest}
 		}
@@ -300,7 +326,7 @@ func TestStoreAsBusSink(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s Store, _ func() Store) {
 		const n = 1300
-		b := testBus(BusOptions{BatchSize: 512, FlushEvery: 10 * time.Millisecond}, nil)
+		b := testBus(BusOptions{QueueSize: 2 * n, BatchSize: 512, FlushEvery: 10 * time.Millisecond}, nil)
 		b.AddSink(s, func(e *Event) bool { return e.Kind == KindRequest })
 		for i := range n {
 			b.Publish(seqEvent(i))
@@ -351,7 +377,9 @@ func TestOpenSQLiteErrors(t *testing.T) {
 		skipRoot            bool
 	}{
 		{"empty", "", "empty path", false},
-		{"question mark", filepath.Join(dir, "a?b.db"), "must not contain '?'", false},
+		{"question mark", filepath.Join(dir, "a?b.db"), "plain file path", false},
+		{"uri", "file:" + filepath.Join(dir, "a.db"), "plain file path", false},
+		{"memory", ":memory:", "plain file path", false},
 		{"parent is a file", filepath.Join(file, "sub", "events.db"), "create directory", false},
 		// Root ignores directory permissions, so this only runs as a user.
 		{"read-only dir", filepath.Join(readOnly, "events.db"), "is not writable", true},

@@ -4,8 +4,10 @@ import (
 	"fmt"
 
 	"github.com/apiguard/apiguard/internal/checks/iplist"
+	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/pipeline"
+	"github.com/apiguard/apiguard/internal/state"
 )
 
 // checkSpec is one row of the explicit check table: how to find a check's
@@ -14,17 +16,42 @@ import (
 type checkSpec struct {
 	name  string
 	phase pipeline.Phase
-	// build returns nil, nil when the check is not configured.
+	// configured reports whether c has a config for the check, so a route's
+	// config replaces the global one wholesale.
+	configured func(c *config.Checks) bool
+	// build may return a nil check when the config has nothing for this
+	// row (e.g. no early rate-limit policies).
 	build func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error)
 }
 
 // deps are the shared services a check may need.
-type deps struct{}
+type deps struct {
+	state state.Backend
+}
 
 var checkTable = []checkSpec{
 	{
-		name:  "iplist",
-		phase: pipeline.PhaseDecisions,
+		// Policies whose key is known before authentication (IP, JA4,
+		// headers) refuse floods before any expensive check runs.
+		name:       "ratelimit-early",
+		phase:      pipeline.PhaseRateLimitEarly,
+		configured: func(c *config.Checks) bool { return c.RateLimit != nil },
+		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
+			return buildRateLimit(c, d, true)
+		},
+	},
+	{
+		name:       "ratelimit",
+		phase:      pipeline.PhaseRateLimit,
+		configured: func(c *config.Checks) bool { return c.RateLimit != nil },
+		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
+			return buildRateLimit(c, d, false)
+		},
+	},
+	{
+		name:       "iplist",
+		phase:      pipeline.PhaseDecisions,
+		configured: func(c *config.Checks) bool { return c.IPList != nil },
 		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
 			if c.IPList == nil {
 				return nil, pipeline.Options{}, nil
@@ -35,22 +62,43 @@ var checkTable = []checkSpec{
 	},
 }
 
+func buildRateLimit(c *config.Checks, d deps, early bool) (pipeline.Check, pipeline.Options, error) {
+	if c.RateLimit == nil {
+		return nil, pipeline.Options{}, nil
+	}
+	e, l, err := ratelimit.Build(*c.RateLimit, d.state)
+	if err != nil {
+		return nil, pipeline.Options{}, err
+	}
+	chk := l
+	if early {
+		chk = e
+	}
+	if chk == nil {
+		return nil, pipeline.Options{}, nil
+	}
+	// Backend errors are handled per policy (on_error there), so the
+	// check itself never fails closed on them.
+	opts := c.RateLimit.Options
+	if opts.OnError == "" {
+		opts.OnError = pipeline.OnErrorAllow
+	}
+	return chk, opts, nil
+}
+
 // buildPipeline builds the checks of one route: a check configured on the
 // route replaces the global config of the same check.
 func buildPipeline(global, route *config.Checks, mode pipeline.Mode, d deps, obs pipeline.Observer) (*pipeline.Pipeline, error) {
 	var entries []pipeline.Entry
 	for _, spec := range checkTable {
-		var (
-			chk  pipeline.Check
-			opts pipeline.Options
-			err  error
-		)
-		if route != nil {
-			chk, opts, err = spec.build(route, d)
+		src := global
+		if route != nil && spec.configured(route) {
+			src = route
 		}
-		if chk == nil && err == nil && global != nil {
-			chk, opts, err = spec.build(global, d)
+		if src == nil || !spec.configured(src) {
+			continue
 		}
+		chk, opts, err := spec.build(src, d)
 		if err != nil {
 			return nil, fmt.Errorf("check %s: %w", spec.name, err)
 		}

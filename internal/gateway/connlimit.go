@@ -18,7 +18,7 @@ import (
 type connLimiter struct {
 	net.Listener
 	max      int
-	trusted  trustedProxies
+	trusted  func() trustedProxies // current config's, so reloads apply
 	rejected prometheus.Counter
 	shards   [64]connShard
 }
@@ -28,7 +28,7 @@ type connShard struct {
 	count map[netip.Addr]int
 }
 
-func newConnLimiter(ln net.Listener, max int, trusted trustedProxies, rejected prometheus.Counter) *connLimiter {
+func newConnLimiter(ln net.Listener, max int, trusted func() trustedProxies, rejected prometheus.Counter) *connLimiter {
 	l := &connLimiter{Listener: ln, max: max, trusted: trusted, rejected: rejected}
 	for i := range l.shards {
 		l.shards[i].count = map[netip.Addr]int{}
@@ -54,7 +54,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			return c, nil
 		}
 		a := ap.Addr().Unmap()
-		if l.trusted.contains(a) {
+		if l.trusted().contains(a) {
 			return c, nil
 		}
 		s := l.shard(a)

@@ -110,6 +110,13 @@ func (p *corsPolicy) apply(origin string, h http.Header) {
 			delete(h, k)
 		}
 	}
+	if !p.anyOrigin || p.credentials {
+		// The answer depends on Origin: caches must key on it, for allowed
+		// and refused origins alike.
+		if !slices.Contains(h.Values("Vary"), "Origin") {
+			h.Add("Vary", "Origin")
+		}
+	}
 	if origin == "" || !p.originAllowed(origin) {
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/apiguard/apiguard/internal/jsonlimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
 	"github.com/apiguard/apiguard/internal/problem"
+	"github.com/apiguard/apiguard/internal/state"
 )
 
 // Publisher receives events; it must never block (events.Bus drops instead).
@@ -42,6 +43,7 @@ type Engine struct {
 	events   Publisher
 	tls      bool         // the public listener terminates TLS
 	terminal http.Handler // middleware mode: every route ends here
+	state    state.Backend
 }
 
 // EngineOptions configure an Engine.
@@ -52,11 +54,19 @@ type EngineOptions struct {
 	TLS     bool
 	// Terminal, when set, replaces the reverse proxy: middleware mode.
 	Terminal http.Handler
+	// State is the shared state backend; nil opens the one cfg.State names.
+	State state.Backend
 }
 
 // NewEngine builds an engine from a validated config.
 func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
-	e := &Engine{log: opts.Logger, events: opts.Events, tls: opts.TLS, terminal: opts.Terminal, metrics: newMetrics(opts.Version)}
+	e := &Engine{log: opts.Logger, events: opts.Events, tls: opts.TLS, terminal: opts.Terminal, metrics: newMetrics(opts.Version), state: opts.State}
+	if e.state == nil {
+		var err error
+		if e.state, err = newStateBackend(cfg.State); err != nil {
+			return nil, fmt.Errorf("state: %w", err)
+		}
+	}
 	if e.log == nil {
 		e.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
@@ -116,6 +126,7 @@ func getExchange(w http.ResponseWriter) *exchange {
 }
 
 func putExchange(ex *exchange) {
+	ex.req.Done() // in case a path returned early
 	clear(ex.verdictBuf[:])
 	*ex = exchange{}
 	exchanges.Put(ex)
@@ -140,8 +151,19 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
 		}
 		ex.upStart = time.Now()
+		if e.terminal != nil {
+			// The proxy sets these in ModifyResponse; a wrapped handler
+			// gets them up front and may override them.
+			for k, vs := range ex.req.ResponseHeader {
+				w.Header()[k] = vs
+			}
+			if ex.route.cors != nil {
+				ex.route.cors.apply(r.Header.Get("Origin"), w.Header())
+			}
+		}
 		ex.route.handler.ServeHTTP(&ex.rw, r)
 	}
+	ex.req.Done()
 	e.finish(ex, r)
 }
 
@@ -226,7 +248,12 @@ func (e *Engine) writeVerdict(w http.ResponseWriter, ex *exchange, v pipeline.Ve
 	if ex.route != nil && ex.route.cors != nil && ex.req.HTTP != nil {
 		ex.route.cors.apply(ex.req.HTTP.Header.Get("Origin"), h)
 	}
-	problem.Write(w, problem.New(v.Status, v.Reason, v.Detail, ex.req.ID), v.Headers)
+	for k, vs := range ex.req.ResponseHeader {
+		h[k] = vs
+	}
+	d := problem.New(v.Status, v.Reason, v.Detail, ex.req.ID)
+	d.Extra = v.Extensions
+	problem.Write(w, d, v.Headers)
 }
 
 // limitBody enforces the body size and, for JSON, depth, element count and

@@ -29,9 +29,31 @@ var errBadForwardAuth = errors.New("forward-auth: malformed original request hea
 // subrequest: nginx auth_request (X-Original-URI, X-Original-Method), Traefik
 // ForwardAuth (X-Forwarded-Method, -Uri, -Host, -Proto) or Envoy ext_authz
 // HTTP (same method, path under ForwardAuthPath, original headers).
-func originalRequest(r *http.Request) (*http.Request, error) {
-	method := firstNonEmpty(r.Header.Get("X-Original-Method"), r.Header.Get("X-Forwarded-Method"))
-	uri := firstNonEmpty(r.Header.Get("X-Original-Uri"), r.Header.Get("X-Original-Url"), r.Header.Get("X-Forwarded-Uri"))
+func originalRequest(r *http.Request, style string) (*http.Request, error) {
+	h := r.Header
+	nginx := h.Get("X-Original-Uri") != "" || h.Get("X-Original-Url") != "" || h.Get("X-Original-Method") != ""
+	traefik := h.Get("X-Forwarded-Uri") != "" || h.Get("X-Forwarded-Method") != ""
+	switch style {
+	case "nginx":
+		traefik = false
+	case "traefik":
+		nginx = false
+	case "envoy":
+		nginx, traefik = false, false
+	default:
+		if nginx && traefik {
+			// Two proxies' descriptions at once: one of them came from the
+			// client. Refuse rather than guess which to believe.
+			return nil, errBadForwardAuth
+		}
+	}
+	var method, uri string
+	switch {
+	case nginx:
+		method, uri = h.Get("X-Original-Method"), firstNonEmpty(h.Get("X-Original-Uri"), h.Get("X-Original-Url"))
+	case traefik:
+		method, uri = h.Get("X-Forwarded-Method"), h.Get("X-Forwarded-Uri")
+	}
 	if method == "" {
 		method = r.Method
 	}
@@ -87,9 +109,10 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 	rt := e.rt.Load()
 	ex := getExchange(w)
 	defer putExchange(ex)
-	orig, err := originalRequest(r)
+	orig, err := originalRequest(r, rt.cfg.ForwardAuth.Style)
 	if err != nil {
 		ex.req.HTTP = r
+		ex.req.ClientIP = peerAddr(r)
 		ex.req.ID = newRequestID()
 		w.Header().Set("X-Request-Id", ex.req.ID)
 		e.refuse(&ex.rw, ex, "forward-auth", http.StatusBadRequest, "forward-auth-bad-header", "the forward-auth request does not describe an original request")
@@ -105,6 +128,9 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 	view.trusted = trusted
 	if e.admit(&view, &ex.rw, orig, ex, rt.forwardAuthFallback()) {
 		h := w.Header()
+		for k, vs := range ex.req.ResponseHeader {
+			h[k] = vs
+		}
 		h.Set("X-Request-Id", ex.req.ID)
 		h.Set("Apiguard-Client-Ip", ex.req.ClientIP.String())
 		if s := ex.req.Identity.Subject; s != "" {
@@ -115,6 +141,7 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 		ex.rw.status = http.StatusOK
 		ex.upDur = time.Duration(0)
 	}
+	ex.req.Done()
 	e.finish(ex, orig)
 }
 

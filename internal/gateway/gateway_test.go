@@ -111,7 +111,7 @@ func TestProxyBasics(t *testing.T) {
 			r := do(t, req)
 			if tc.slug != "" {
 				wantProblem(t, r, tc.status, tc.slug)
-				if tc.status == 405 && r.header.Get("Allow") != "GET, POST" {
+				if tc.status == 405 && r.header.Get("Allow") != "GET, POST, HEAD" {
 					t.Fatalf("Allow = %q", r.header.Get("Allow"))
 				}
 				return

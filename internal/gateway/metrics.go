@@ -45,7 +45,7 @@ func newMetrics(version string) *metrics {
 		Name: "apiguard_requests_total", Help: "Requests handled, by route, status and decision (allow, deny, challenge, would-deny).",
 	}, []string{"route", "status", "decision"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "apiguard_request_duration_seconds", Help: "Total time from request to response headers, by route.", Buckets: latencyBuckets,
+		Name: "apiguard_request_duration_seconds", Help: "Total time from request to the end of the response, by route.", Buckets: latencyBuckets,
 	}, []string{"route"})
 	m.checkDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "apiguard_check_duration_seconds", Help: "Time spent in each check.", Buckets: []float64{1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, .001, .005, .01, .05},

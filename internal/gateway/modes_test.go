@@ -60,6 +60,7 @@ func TestForwardAuth(t *testing.T) {
 		{"envoy path prefix allowed", "/admin/users", "GET", []string{"X-Forwarded-For", "10.20.3.3"}, 200, ""},
 		{"envoy denied", "/admin/users", "GET", []string{"X-Forwarded-For", "192.0.2.1"}, 403, "ip-not-allowed"},
 		{"bad method header", "", "GET", []string{"X-Original-Uri", "/x", "X-Original-Method", "GE T"}, 400, "forward-auth-bad-header"},
+		{"two proxies' headers at once are refused", "", "GET", []string{"X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/readonly", "X-Original-Method", "DELETE", "X-Original-Uri", "/readonly"}, 400, "forward-auth-bad-header"},
 		{"uri without slash", "", "GET", []string{"X-Original-Uri", "http://evil/x", "X-Original-Method", "GET"}, 400, "forward-auth-bad-header"},
 		{"control characters in uri", "", "GET", []string{"X-Forwarded-Uri", "/x\x01y", "X-Forwarded-Method", "GET"}, 400, "forward-auth-bad-header"},
 	}
@@ -71,7 +72,7 @@ func TestForwardAuth(t *testing.T) {
 			}
 			if tc.desc == "control characters in uri" {
 				// net/http refuses to send CTLs; check the parser directly.
-				if _, err := originalRequest(req); err == nil {
+				if _, err := originalRequest(req, "auto"); err == nil {
 					t.Fatal("accepted a URI with control characters")
 				}
 				return
@@ -107,7 +108,7 @@ func FuzzForwardAuthHeaders(f *testing.F) {
 		req.Header["X-Forwarded-Method"] = []string{fwdMethod}
 		req.Header["X-Forwarded-Host"] = []string{fwdHost}
 		req.Header["X-Forwarded-Proto"] = []string{proto}
-		orig, err := originalRequest(req)
+		orig, err := originalRequest(req, "auto")
 		if err != nil {
 			return
 		}

@@ -24,7 +24,11 @@ func (e *Engine) proxyError(r *route) func(http.ResponseWriter, *http.Request, e
 			ex = &exchange{}
 		}
 		if req.Context().Err() != nil && errors.Is(err, context.Canceled) {
-			return // the client went away; nobody to answer
+			// The client went away or its body stalled past read_timeout.
+			// Answer anyway: writing to a closed connection is harmless, and
+			// net/http would otherwise send an empty 200.
+			e.refuse(w, ex, "limits", http.StatusRequestTimeout, "request-timeout", "the request was not received completely")
+			return
 		}
 		var (
 			mbe    *http.MaxBytesError
@@ -35,7 +39,10 @@ func (e *Engine) proxyError(r *route) func(http.ResponseWriter, *http.Request, e
 		)
 		switch {
 		case errors.As(err, &mbe):
-			status, slug, detail = http.StatusRequestEntityTooLarge, "body-too-large", "the request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes"
+			// Found while streaming a body of unknown length: as much a
+			// gateway decision as the Content-Length case.
+			e.refuse(w, ex, "limits", http.StatusRequestEntityTooLarge, "body-too-large", "the request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+			return
 		case isTimeout(err):
 			status, slug, detail, kind = http.StatusGatewayTimeout, "upstream-timeout", "the upstream did not answer in time", "timeout"
 		case isRefused(err):
@@ -73,6 +80,12 @@ func (e *Engine) modifyResponse(r *route) func(*http.Response) error {
 			e.metrics.upstreamDur.WithLabelValues(r.upstream.name).Observe(ex.upDur.Seconds())
 		}
 		h := resp.Header
+		if ex != nil {
+			for k, vs := range ex.req.ResponseHeader {
+				h[k] = vs
+			}
+		}
+		h.Del("X-Request-Id") // ours is already set; the upstream's would duplicate it
 		h.Del("Server")
 		h.Del("X-Powered-By")
 		h.Del("X-AspNet-Version")

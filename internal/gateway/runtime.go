@@ -64,7 +64,7 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 			json:    jsonlimit.Limits{MaxDepth: cfg.Limits.JSONMaxDepth, MaxElements: cfg.Limits.JSONMaxElements},
 		},
 	}
-	d := deps{}
+	d := deps{state: e.state}
 	var err error
 	if rt.global, err = buildPipeline(&cfg.Checks, nil, cfg.Mode, d, e.metrics); err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
@@ -103,13 +103,6 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 		} else {
 			r.host = host
 		}
-		if len(r.methods) > 0 {
-			allow := slices.Clone(r.methods)
-			if r.cors != nil && !slices.Contains(allow, http.MethodOptions) {
-				allow = append(allow, http.MethodOptions)
-			}
-			r.allow = strings.Join(allow, ", ")
-		}
 		if r.pipeline, err = buildPipeline(&cfg.Checks, &rc.Checks, cfg.Mode, d, e.metrics); err != nil {
 			rt.close()
 			return nil, fmt.Errorf("routes[%d] (%s): %w", i, rc.Name, err)
@@ -121,6 +114,30 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 			r.handler = e.newProxy(r)
 		}
 		rt.routes = append(rt.routes, r)
+	}
+	// The Allow header of a 405 lists every method the routes sharing a
+	// host and prefix accept (HEAD wherever GET is).
+	for _, r := range rt.routes {
+		if len(r.methods) == 0 {
+			continue
+		}
+		var allow []string
+		for _, o := range rt.routes {
+			if o.host == r.host && o.hostSuffix == r.hostSuffix && o.prefix == r.prefix {
+				for _, m := range o.methods {
+					if !slices.Contains(allow, m) {
+						allow = append(allow, m)
+					}
+				}
+				if o.cors != nil && !slices.Contains(allow, http.MethodOptions) {
+					allow = append(allow, http.MethodOptions)
+				}
+			}
+		}
+		if slices.Contains(allow, http.MethodGet) && !slices.Contains(allow, http.MethodHead) {
+			allow = append(allow, http.MethodHead)
+		}
+		r.allow = strings.Join(allow, ", ")
 	}
 	// Most specific first: exact host, then wildcard host, then any host;
 	// within those the longest prefix. Config order breaks ties.
@@ -211,6 +228,9 @@ func (e *Engine) newProxy(r *route) http.Handler {
 			setForwarded(pr.In, pr.Out, ex != nil && ex.peerTrusted, e.tls)
 			if ex != nil {
 				pr.Out.Header.Set("X-Request-Id", ex.req.ID)
+				// The upstream gets the address apiguard resolved, never one
+				// the client claimed.
+				pr.Out.Header.Set("X-Real-Ip", ex.req.ClientIP.String())
 			}
 		},
 		Transport:      r.upstream,

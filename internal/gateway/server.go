@@ -25,6 +25,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/events"
+	"github.com/apiguard/apiguard/internal/state"
 )
 
 // Options configure a Server.
@@ -37,21 +38,27 @@ type Options struct {
 	LoadOptions config.Options
 	// ExtraSinks receive every event (the demo's statistics, tests).
 	ExtraSinks []events.Sink
+	// Override is applied to every config loaded on reload, so command-line
+	// overrides (--listen, ...) survive reloads.
+	Override func(*config.Config)
 }
 
 // Server is the apiguard process: public listener, admin listener, optional
 // forward-auth listener, event pipeline and config reload.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	cfg     *config.Config
-	engine  *Engine
-	bus     *events.Bus
-	store   events.Store
-	token   []byte // SHA-256 of the admin token
-	servers []*http.Server
-	lns     []net.Listener
-	addrs   map[string]string
+	opts     Options
+	log      *slog.Logger
+	cfg      *config.Config
+	engine   *Engine
+	bus      *events.Bus
+	store    events.Store
+	state    state.Backend
+	health   *stateHealth
+	token    []byte // SHA-256 of the admin token
+	servers  []*http.Server
+	adminSrv *http.Server
+	lns      []net.Listener
+	addrs    map[string]string
 
 	draining atomic.Bool
 	cancel   context.CancelFunc
@@ -88,10 +95,16 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	for _, sink := range opts.ExtraSinks {
 		s.bus.AddSink(sink, nil)
 	}
-	s.engine = &Engine{log: opts.Logger, events: s.bus, tls: cfg.TLS != nil, metrics: metricsOwner}
+	if s.state, err = newStateBackend(cfg.State); err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	s.health = newStateHealth(s.state, metricsOwner.reg)
+	s.engine = &Engine{log: opts.Logger, events: s.bus, tls: cfg.TLS != nil, metrics: metricsOwner, state: s.state}
 	rt, err := s.engine.buildRuntime(cfg)
 	if err != nil {
 		s.closeStore()
+		_ = s.state.Close()
 		return nil, err
 	}
 	s.engine.rt.Store(rt)
@@ -187,7 +200,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	if l.MaxConnsPerIP > 0 {
-		ln = newConnLimiter(ln, l.MaxConnsPerIP, trustedProxies(cfg.Trusted), s.engine.metrics.connRejects)
+		ln = newConnLimiter(ln, l.MaxConnsPerIP, func() trustedProxies { return s.engine.rt.Load().trusted }, s.engine.metrics.connRejects)
 	}
 	if cfg.TLS != nil {
 		tc, err := serverTLS(cfg.TLS)
@@ -206,6 +219,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.closeListeners()
 		return fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
 	}
+	s.adminSrv = admin
 	s.serve("admin", admin, aln)
 
 	if cfg.ForwardAuth.Listen != "" {
@@ -217,6 +231,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.serve("forward_auth", fa, fln)
 	}
+	go s.health.watch(ctx, time.Second, s.log, s.bus)
 	if s.store != nil {
 		go events.StartRetention(ctx, s.store, cfg.Events.Store.Retention.Std(), time.Hour, s.log)
 	}
@@ -253,21 +268,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.ShutdownTimeout.Std())
 	defer cancel()
+	// Drain the public and forward-auth listeners first; the admin
+	// listener stays up meanwhile so probes see /readyz "draining".
 	var errs []error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	shutdown := func(srv *http.Server) {
+		defer wg.Done()
+		if err := srv.Shutdown(ctx); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
 	for _, srv := range s.servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Shutdown(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
+		if srv != s.adminSrv {
+			wg.Add(1)
+			go shutdown(srv)
+		}
 	}
 	wg.Wait()
+	if s.adminSrv != nil {
+		wg.Add(1)
+		shutdown(s.adminSrv)
+	}
 	s.wg.Wait()
 	if s.cancel != nil {
 		s.cancel()
@@ -278,6 +302,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.closeStore()
 	s.engine.rt.Load().close()
+	if err := s.state.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("state: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -298,6 +325,10 @@ func (s *Server) Reload() error {
 	}
 	if err == nil {
 		cfg, err = config.Load(s.opts.ConfigPath, s.opts.LoadOptions)
+	}
+	if err == nil && s.opts.Override != nil {
+		s.opts.Override(cfg)
+		err = config.ValidateConfig(cfg, s.opts.LoadOptions)
 	}
 	if err == nil {
 		err = s.engine.Swap(cfg, s.cfg.Limits.ShutdownTimeout.Std())
@@ -335,8 +366,19 @@ func restartOnly(old, cur *config.Config) []string {
 	if !reflect.DeepEqual(old.TLS, cur.TLS) {
 		out = append(out, "tls")
 	}
-	if old.Limits != cur.Limits {
-		out = append(out, "limits (server timeouts, header size, connections per IP)")
+	// Body, JSON, header-size and upstream limits live in the runtime and
+	// apply at once; the listener's own settings do not.
+	ol, cl := old.Limits, cur.Limits
+	if ol.ReadHeaderTimeout != cl.ReadHeaderTimeout || ol.ReadTimeout != cl.ReadTimeout || ol.WriteTimeout != cl.WriteTimeout ||
+		ol.IdleTimeout != cl.IdleTimeout || ol.MaxConnsPerIP != cl.MaxConnsPerIP || ol.ShutdownTimeout != cl.ShutdownTimeout ||
+		2*ol.MaxHeaderBytes < cl.MaxHeaderBytes {
+		out = append(out, "limits (listener timeouts, connections per IP, shutdown timeout, header size above twice the old one)")
+	}
+	if old.Log != cur.Log {
+		out = append(out, "log")
+	}
+	if !reflect.DeepEqual(old.State, cur.State) {
+		out = append(out, "state")
 	}
 	if !reflect.DeepEqual(old.Events, cur.Events) {
 		out = append(out, "events")
@@ -356,7 +398,14 @@ func (s *Server) adminHandler() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "events": map[string]any{
+		// A down state backend degrades but does not unready the gateway:
+		// policies apply their on_error, and pulling every instance out of
+		// the load balancer would turn fail-open into an outage.
+		status := "ready"
+		if !s.health.up.Load() {
+			status = "degraded"
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": status, "state": s.health.report(), "events": map[string]any{
 			"queue_depth": s.bus.QueueDepth(), "dropped": s.bus.Dropped(),
 		}})
 	})

@@ -80,14 +80,15 @@ func newUpstream(name string, cfg *config.Upstream) (*upstream, error) {
 // target is marked down (better to try than to refuse outright).
 func (u *upstream) pick(now int64) *target {
 	n := uint64(len(u.targets))
-	start := u.next.Add(1)
-	for i := range n {
-		t := u.targets[(start+i)%n]
-		if t.downUntil.Load() <= now {
+	first := u.next.Add(1)
+	// Each skip takes its own turn of the counter, so a down target's share
+	// spreads over the others instead of all going to its neighbour.
+	for i, idx := uint64(0), first; i < n; i, idx = i+1, u.next.Add(1) {
+		if t := u.targets[idx%n]; t.downUntil.Load() <= now {
 			return t
 		}
 	}
-	return u.targets[start%n]
+	return u.targets[first%n]
 }
 
 // RoundTrip sends to a target; a refused connection marks the target down and

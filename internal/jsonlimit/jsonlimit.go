@@ -208,202 +208,54 @@ func (s *Scanner) Write(p []byte) (n int, err error) {
 	if s.closed {
 		return 0, errWriteAfterClose
 	}
+	// The loop resumes whatever state the last Write stopped in; the
+	// common sequences (key, colon, value, comma, ...) then run through the
+	// labeled sections below it without returning to the dispatch. Every
+	// section keeps st the state to resume in should p end there.
 	st := s.state
 	i := 0
+	var c byte
 	var msg string
 loop:
 	for i < len(p) {
-		c := p[i]
+		c = p[i]
 		switch st {
-		case stStr:
-			i = skipPlain(p, i)
-			if i == len(p) {
-				break loop
-			}
-			switch p[i] {
-			case '"':
-				i++
-				if s.key {
-					st = stColon
-				} else {
-					st = s.after()
-				}
-			case '\\':
-				i++
-				st = stEsc
-			default: // control character
-				msg = "invalid control character in string literal"
-				break loop
-			}
-
-		case stAfter:
-			for isSpace(c) {
-				if i++; i == len(p) {
-					break loop
-				}
-				c = p[i]
-			}
-			obj := s.obj
-			switch {
-			case c == ',':
-				if obj {
-					st = stObjKey
-				} else {
-					st = stValue
-				}
-			case c == '}' && obj, c == ']' && !obj:
-				s.pop()
-				st = s.after()
-			case obj:
-				msg = "invalid character after object key:value pair"
-				break loop
-			default:
-				msg = "invalid character after array element"
-				break loop
-			}
-			i++
-
-		case stValue, stArrFirst:
-			for isSpace(c) {
-				if i++; i == len(p) {
-					break loop
-				}
-				c = p[i]
-			}
-			if c == ']' && st == stArrFirst {
-				s.pop()
-				st = s.after()
-				i++
-				continue
-			}
-			// Start of a value: check the byte before counting it, so a
-			// syntax error is never reported as a limit.
-			if !valueStart[c] {
-				msg = "invalid character looking for beginning of value"
-				break loop
-			}
-			if s.count++; s.count > s.maxElems && s.maxElems > 0 {
-				err = ErrTooManyElements
-				break loop
-			}
-			switch c {
-			case '"':
-				// Fast path: the whole string is plain and in p.
-				s.key = false
-				i++
-				j := i
-				if j+8 <= len(p) { // skipPlain, inlined by hand
-					if m := special(binary.LittleEndian.Uint64(p[j:])); m != 0 {
-						j += bits.TrailingZeros64(m) >> 3
-					} else {
-						j = skipPlainLong(p, j+8)
-					}
-				} else {
-					j = skipPlainLong(p, j)
-				}
-				if j < len(p) && p[j] == '"' {
-					i = j + 1
-					st = s.after()
-				} else {
-					i = j
-					st = stStr
-				}
-				continue
-			case '{', '[':
-				if s.depth >= s.maxDepth && s.maxDepth > 0 {
-					err = ErrTooDeep
-					break loop
-				}
-				s.push(c == '{')
-				if c == '{' {
-					st = stObjFirst
-				} else {
-					st = stArrFirst
-				}
-			case '-':
-				st = stNeg
-			case '0':
-				st = stZero
-			case '1', '2', '3', '4', '5', '6', '7', '8', '9':
-				st = stInt
-			case 't', 'f', 'n':
-				var lit string
-				switch c {
-				case 't':
-					lit, s.litPos, s.litEnd = "true", 1, 4
-				case 'f':
-					lit, s.litPos, s.litEnd = "false", 5, 9
-				default:
-					lit, s.litPos, s.litEnd = "null", 10, 13
-				}
-				if len(p)-i >= len(lit) && string(p[i:i+len(lit)]) == lit {
-					i += len(lit)
-					st = s.after()
-					continue
-				}
-				st = stLit
-			}
-			i++
-
-		case stObjFirst, stObjKey:
-			for isSpace(c) {
-				if i++; i == len(p) {
-					break loop
-				}
-				c = p[i]
-			}
-			switch {
-			case c == '"':
-				// Fast path: the whole key is plain and in p, and
-				// so is the colon right after it.
-				s.key = true
-				i++
-				j := i
-				// skipPlain, inlined by hand: keys are the hottest path.
-				if j+8 <= len(p) {
-					if m := special(binary.LittleEndian.Uint64(p[j:])); m != 0 {
-						j += bits.TrailingZeros64(m) >> 3
-					} else {
-						j = skipPlainLong(p, j+8)
-					}
-				} else {
-					j = skipPlainLong(p, j)
-				}
-				if j < len(p) && p[j] == '"' {
-					i = j + 1
-					st = stColon
-					if i < len(p) && p[i] == ':' {
-						i++
-						st = stValue
-					}
-				} else {
-					i = j
-					st = stStr
-				}
-				continue
-			case c == '}' && st == stObjFirst:
-				s.pop()
-				st = s.after()
-			default:
-				msg = "invalid character looking for beginning of object key string"
-				break loop
-			}
-			i++
-
+		case stValue:
+			goto value
+		case stObjKey:
+			goto key
 		case stColon:
+			goto colon
+		case stAfter:
+			goto after
+		case stArrFirst:
 			for isSpace(c) {
 				if i++; i == len(p) {
 					break loop
 				}
 				c = p[i]
 			}
-			if c != ':' {
-				msg = "invalid character after object key"
-				break loop
+			if c == ']' {
+				s.pop()
+				i++
+				goto done
 			}
 			st = stValue
-			i++
-
+			goto value
+		case stObjFirst:
+			for isSpace(c) {
+				if i++; i == len(p) {
+					break loop
+				}
+				c = p[i]
+			}
+			if c == '}' {
+				s.pop()
+				i++
+				goto done
+			}
+			st = stObjKey
+			goto key
 		case stEnd:
 			for isSpace(c) {
 				if i++; i == len(p) {
@@ -413,84 +265,30 @@ loop:
 			}
 			msg = "invalid character after top-level value"
 			break loop
-
-		case stEsc:
-			switch c {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				st = stStr
-			case 'u':
-				st = stU1
-			default:
-				msg = "invalid character in string escape code"
+		case stStr, stEsc, stU1, stU2, stU3, stU4:
+			var ok bool
+			if i, st, ok = scanString(p, i, st); !ok {
+				msg = stringErrors[st-stStr]
 				break loop
 			}
-			i++
-
-		case stU1, stU2, stU3, stU4:
-			if !isHex(c) {
-				msg = "invalid character in \\u hexadecimal character escape"
+			if st != stDone {
+				break loop // p ended inside the string
+			}
+			if s.key {
+				st = stColon
+				continue
+			}
+			goto done
+		case stNeg, stZero, stInt, stDot, stFrac, stE, stESign, stExp:
+			var ok bool
+			if i, st, ok = scanNumber(p, i, st); !ok {
+				msg = numberErrors[st-stNeg]
 				break loop
 			}
-			if st == stU4 {
-				st = stStr
-			} else {
-				st++
+			if st != stDone {
+				break loop // p ended inside the number
 			}
-			i++
-
-		case stNeg:
-			switch {
-			case c == '0':
-				st = stZero
-			case '1' <= c && c <= '9':
-				st = stInt
-			default:
-				msg = "invalid character in numeric literal"
-				break loop
-			}
-			i++
-
-		case stInt, stFrac, stExp:
-			for isDigit(c) {
-				if i++; i == len(p) {
-					break loop
-				}
-				c = p[i]
-			}
-			fallthrough
-		case stZero:
-			switch {
-			case c == '.' && (st == stZero || st == stInt):
-				st = stDot
-				i++
-			case (c == 'e' || c == 'E') && st != stExp:
-				st = stE
-				i++
-			default:
-				// The number ended; c belongs to what follows it.
-				st = s.after()
-			}
-
-		case stDot:
-			if !isDigit(c) {
-				msg = "invalid character after decimal point in numeric literal"
-				break loop
-			}
-			st = stFrac
-			i++
-
-		case stE, stESign:
-			switch {
-			case isDigit(c):
-				st = stExp
-			case st == stE && (c == '+' || c == '-'):
-				st = stESign
-			default:
-				msg = "invalid character in exponent of numeric literal"
-				break loop
-			}
-			i++
-
+			goto done
 		case stLit:
 			if c != literals[s.litPos] {
 				msg = "invalid character in literal"
@@ -498,7 +296,193 @@ loop:
 			}
 			i++
 			if s.litPos++; s.litPos == s.litEnd {
-				st = s.after()
+				goto done
+			}
+			continue
+		}
+		panic("jsonlimit: invalid state")
+
+	done: // A value ended just before p[i].
+		if s.depth == 0 {
+			st = stEnd
+			continue
+		}
+		st = stAfter
+		if i == len(p) {
+			break loop
+		}
+		c = p[i]
+
+	after: // st == stAfter, c == p[i]: expecting ',' or the closer.
+		for isSpace(c) {
+			if i++; i == len(p) {
+				break loop
+			}
+			c = p[i]
+		}
+		if c == ',' {
+			i++
+			if s.obj {
+				st = stObjKey
+			} else {
+				st = stValue
+			}
+			if i == len(p) {
+				break loop
+			}
+			c = p[i]
+			if st == stValue {
+				goto value
+			}
+			goto key
+		}
+		if c == '}' && s.obj || c == ']' && !s.obj {
+			s.pop()
+			i++
+			goto done
+		}
+		if s.obj {
+			msg = "invalid character after object key:value pair"
+		} else {
+			msg = "invalid character after array element"
+		}
+		break loop
+
+	key: // st == stObjKey, c == p[i]: expecting a key.
+		for isSpace(c) {
+			if i++; i == len(p) {
+				break loop
+			}
+			c = p[i]
+		}
+		if c != '"' {
+			msg = "invalid character looking for beginning of object key string"
+			break loop
+		}
+		s.key = true
+		i++
+		{
+			j := i
+			if len(p)-j >= 8 { // plainEnd, inlined by hand
+				if m := special(binary.LittleEndian.Uint64(p[j:])); m != 0 {
+					j += bits.TrailingZeros64(m) >> 3
+				} else {
+					j = plainEnd(p, j+8)
+				}
+			} else {
+				j = plainEnd(p, j)
+			}
+			if j == len(p) || p[j] != '"' {
+				i, st = j, stStr
+				continue
+			}
+			// Fast path: the key is plain and in p.
+			i = j + 1
+		}
+		st = stColon
+		if i == len(p) {
+			break loop
+		}
+		c = p[i]
+
+	colon: // st == stColon, c == p[i]: expecting ':'.
+		for isSpace(c) {
+			if i++; i == len(p) {
+				break loop
+			}
+			c = p[i]
+		}
+		if c != ':' {
+			msg = "invalid character after object key"
+			break loop
+		}
+		i++
+		st = stValue
+		if i == len(p) {
+			break loop
+		}
+		c = p[i]
+
+	value: // st == stValue, c == p[i]: expecting a value.
+		for isSpace(c) {
+			if i++; i == len(p) {
+				break loop
+			}
+			c = p[i]
+		}
+		{
+			// Check the byte before counting it, so a syntax error is
+			// never reported as a limit.
+			cls := valueClass[c]
+			if cls == clsNone {
+				msg = "invalid character looking for beginning of value"
+				break loop
+			}
+			if s.count++; s.count > s.maxElems && s.maxElems > 0 {
+				err = ErrTooManyElements
+				break loop
+			}
+			switch cls {
+			case clsString:
+				s.key = false
+				i++
+				j := i
+				if len(p)-j >= 8 { // plainEnd, inlined by hand
+					if m := special(binary.LittleEndian.Uint64(p[j:])); m != 0 {
+						j += bits.TrailingZeros64(m) >> 3
+					} else {
+						j = plainEnd(p, j+8)
+					}
+				} else {
+					j = plainEnd(p, j)
+				}
+				if j == len(p) || p[j] != '"' {
+					i, st = j, stStr
+					continue
+				}
+				// Fast path: the string is plain and in p.
+				i = j + 1
+				goto done
+			case clsObject, clsArray:
+				if s.depth >= s.maxDepth && s.maxDepth > 0 {
+					err = ErrTooDeep
+					break loop
+				}
+				i++
+				if cls == clsObject {
+					s.push(true)
+					st = stObjFirst
+				} else {
+					s.push(false)
+					st = stArrFirst
+				}
+				continue
+			case clsNumber:
+				st = stInt
+				if c == '-' {
+					st = stNeg
+				} else if c == '0' {
+					st = stZero
+				}
+				var ok bool
+				if i, st, ok = scanNumber(p, i+1, st); !ok {
+					msg = numberErrors[st-stNeg]
+					break loop
+				}
+				if st != stDone {
+					break loop // p ended inside the number
+				}
+				goto done
+			default: // clsTrue, clsFalse, clsNull
+				s.litPos, s.litEnd = literalBounds[cls-clsTrue][0], literalBounds[cls-clsTrue][1]
+				lit := literals[s.litPos-1 : s.litEnd]
+				if len(p)-i >= len(lit) && string(p[i:i+len(lit)]) == lit {
+					i += len(lit)
+					goto done
+				}
+				i++
+				st = stLit
+				continue
 			}
 		}
 	}
@@ -515,12 +499,176 @@ loop:
 	return len(p), nil
 }
 
-// after is the state once a value is complete.
-func (s *Scanner) after() uint8 {
-	if s.depth == 0 {
-		return stEnd
+// stDone is what scanString and scanNumber return when the token ended.
+const stDone uint8 = 0xff
+
+// stringErrors and numberErrors give the message for an invalid byte met in
+// each string state (from stStr) and number state (from stNeg).
+var (
+	stringErrors = [...]string{
+		stStr - stStr: "invalid control character in string literal",
+		stEsc - stStr: "invalid character in string escape code",
+		stU1 - stStr:  "invalid character in \\u hexadecimal character escape",
+		stU2 - stStr:  "invalid character in \\u hexadecimal character escape",
+		stU3 - stStr:  "invalid character in \\u hexadecimal character escape",
+		stU4 - stStr:  "invalid character in \\u hexadecimal character escape",
 	}
-	return stAfter
+	numberErrors = [...]string{
+		stNeg - stNeg:   "invalid character in numeric literal",
+		stDot - stNeg:   "invalid character after decimal point in numeric literal",
+		stE - stNeg:     "invalid character in exponent of numeric literal",
+		stESign - stNeg: "invalid character in exponent of numeric literal",
+	}
+)
+
+// scanString continues a string in state st (stStr, stEsc or stU1..stU4)
+// at p[i]. It returns the index just past the closing quote and stDone; or
+// len(p) and the state to resume in; or, with ok false, the index of the
+// invalid byte and the state that refused it.
+func scanString(p []byte, i int, st uint8) (_ int, _ uint8, ok bool) {
+	switch st {
+	case stEsc:
+		goto esc
+	case stU1, stU2, stU3, stU4:
+		goto hex
+	}
+str:
+	if i = plainEnd(p, i); i == len(p) {
+		return i, stStr, true
+	}
+	switch p[i] {
+	case '"':
+		return i + 1, stDone, true
+	case '\\':
+		i++
+	default: // a control character
+		return i, stStr, false
+	}
+esc:
+	if i == len(p) {
+		return i, stEsc, true
+	}
+	switch p[i] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		i++
+		goto str
+	case 'u':
+		i++
+		st = stU1
+	default:
+		return i, stEsc, false
+	}
+hex:
+	for ; st <= stU4; st++ {
+		if i == len(p) {
+			return i, st, true
+		}
+		if !isHex(p[i]) {
+			return i, st, false
+		}
+		i++
+	}
+	goto str
+}
+
+// scanNumber continues a number in state st (stNeg..stExp) at p[i]. It
+// returns the index of the first byte after the number and stDone; or
+// len(p) and the state to resume in (a number can only be known to have
+// ended when the next byte arrives, or at Close); or, with ok false, the
+// index of the invalid byte and the state that refused it.
+func scanNumber(p []byte, i int, st uint8) (_ int, _ uint8, ok bool) {
+	switch st {
+	case stZero:
+		goto zero
+	case stInt:
+		goto integer
+	case stDot:
+		goto dot
+	case stFrac:
+		goto frac
+	case stE:
+		goto exp
+	case stESign:
+		goto expSign
+	case stExp:
+		goto expDigits
+	}
+	// stNeg
+	if i == len(p) {
+		return i, stNeg, true
+	}
+	if p[i] == '0' {
+		i++
+		goto zero
+	}
+	if p[i]-'1' > 8 {
+		return i, stNeg, false
+	}
+	i++
+integer:
+	for i < len(p) && isDigit(p[i]) {
+		i++
+	}
+	if i == len(p) {
+		return i, stInt, true
+	}
+	goto point
+zero:
+	if i == len(p) {
+		return i, stZero, true
+	}
+point:
+	switch p[i] {
+	case '.':
+		i++
+	case 'e', 'E':
+		i++
+		goto exp
+	default:
+		return i, stDone, true
+	}
+dot:
+	if i == len(p) {
+		return i, stDot, true
+	}
+	if !isDigit(p[i]) {
+		return i, stDot, false
+	}
+	i++
+frac:
+	for i < len(p) && isDigit(p[i]) {
+		i++
+	}
+	if i == len(p) {
+		return i, stFrac, true
+	}
+	if p[i] != 'e' && p[i] != 'E' {
+		return i, stDone, true
+	}
+	i++
+exp:
+	if i == len(p) {
+		return i, stE, true
+	}
+	if p[i] == '+' || p[i] == '-' {
+		i++
+	}
+expSign: // also reached from exp without a sign: both need a digit
+	if i == len(p) {
+		return i, stESign, true
+	}
+	if !isDigit(p[i]) {
+		return i, stESign, false
+	}
+	i++
+expDigits:
+	for i < len(p) && isDigit(p[i]) {
+		i++
+	}
+	if i == len(p) {
+		return i, stExp, true
+	}
+	return i, stDone, true
 }
 
 // Close reports whether the bytes written form one complete document: it
@@ -544,12 +692,29 @@ func (s *Scanner) Close() error {
 	return s.err
 }
 
-// valueStart marks the bytes that can begin a JSON value.
-var valueStart = [256]bool{
-	'"': true, '{': true, '[': true, '-': true, 't': true, 'f': true, 'n': true,
-	'0': true, '1': true, '2': true, '3': true, '4': true,
-	'5': true, '6': true, '7': true, '8': true, '9': true,
+// Value classes: what the first byte of a value starts.
+const (
+	clsNone uint8 = iota
+	clsString
+	clsObject
+	clsArray
+	clsNumber
+	clsTrue
+	clsFalse
+	clsNull
+)
+
+// valueClass classifies the bytes that can begin a JSON value.
+var valueClass = [256]uint8{
+	'"': clsString, '{': clsObject, '[': clsArray, '-': clsNumber,
+	'0': clsNumber, '1': clsNumber, '2': clsNumber, '3': clsNumber, '4': clsNumber,
+	'5': clsNumber, '6': clsNumber, '7': clsNumber, '8': clsNumber, '9': clsNumber,
+	't': clsTrue, 'f': clsFalse, 'n': clsNull,
 }
+
+// literalBounds gives, for clsTrue, clsFalse and clsNull, the range of the
+// literal's bytes after the first in literals.
+var literalBounds = [3][2]uint8{{1, 4}, {5, 9}, {10, 13}}
 
 func isSpace(c byte) bool { return c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r') }
 
@@ -557,25 +722,13 @@ func isDigit(c byte) bool { return c-'0' < 10 }
 
 func isHex(c byte) bool { return c-'0' < 10 || (c|0x20)-'a' < 6 }
 
-// skipPlain returns the index of the first byte at or after i that ends the
+// plainEnd returns the index of the first byte at or after i that ends the
 // plain run of a string: '"', '\\' or a control character (< 0x20), or
 // len(p) if there is none. Bytes >= 0x80 are plain: the Scanner, like
-// encoding/json.Valid, does not validate UTF-8.
-//
-// It checks the first 8 bytes itself, small enough to be inlined, since
-// most keys and many values of API JSON are that short.
-func skipPlain(p []byte, i int) int {
-	if i+8 <= len(p) {
-		if m := special(binary.LittleEndian.Uint64(p[i:])); m != 0 {
-			return i + bits.TrailingZeros64(m)>>3
-		}
-		i += 8
-	}
-	return skipPlainLong(p, i)
-}
-
-func skipPlainLong(p []byte, i int) int {
-	for ; i+8 <= len(p); i += 8 {
+// encoding/json.Valid, does not validate UTF-8. Write inlines its first
+// 8-byte step by hand for keys and string values, most of which are short.
+func plainEnd(p []byte, i int) int {
+	for ; len(p)-i >= 8; i += 8 {
 		if m := special(binary.LittleEndian.Uint64(p[i:])); m != 0 {
 			return i + bits.TrailingZeros64(m)>>3
 		}

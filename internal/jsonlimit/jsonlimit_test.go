@@ -375,14 +375,14 @@ func TestNoAllocs(t *testing.T) {
 	}
 }
 
-func TestSkipPlain(t *testing.T) {
+func TestPlainEnd(t *testing.T) {
 	// Every position and every kind of stop byte, against the plain loop.
 	stops := []byte{'"', '\\', 0x00, 0x1f, '\n'}
 	fill := []byte{'a', ' ', 0x7f, 0x80, 0xff, '!', '#', '[', ']', 0x21, 0x5b, 0x5d}
 	for n := range 40 {
 		for _, f := range fill {
 			buf := bytes.Repeat([]byte{f}, n)
-			if got := skipPlain(buf, 0); got != n {
+			if got := plainEnd(buf, 0); got != n {
 				t.Fatalf("fill %#x len %d: %d", f, n, got)
 			}
 			for pos := range n {
@@ -392,7 +392,7 @@ func TestSkipPlain(t *testing.T) {
 					if pos+1 < n {
 						b[pos+1] = '"' // a later stop must not win
 					}
-					if got := skipPlain(b, 0); got != pos {
+					if got := plainEnd(b, 0); got != pos {
 						t.Fatalf("fill %#x stop %#x at %d of %d: %d", f, c, pos, n, got)
 					}
 				}

@@ -63,6 +63,12 @@ type Verdict struct {
 	Score int
 	// Headers are added to the problem response (Retry-After, WWW-Authenticate).
 	Headers http.Header
+	// Extensions are extra members of the problem document (RFC 9457 §3.2),
+	// e.g. the violated rate-limit policies.
+	Extensions map[string]any
+	// MonitorOnly marks a deny that its check was configured to only
+	// monitor (per-policy monitor mode): recorded as would-deny, not enforced.
+	MonitorOnly bool
 }
 
 // Allowed is the zero-cost allow verdict.
@@ -114,6 +120,33 @@ type Request struct {
 
 	// Verdicts records every non-allow verdict in order, for events.
 	Verdicts []Recorded
+
+	// ResponseHeader collects headers checks add to the response whatever
+	// the outcome (RateLimit fields); nil until a check adds one.
+	ResponseHeader http.Header
+	// cleanups run when the request is done (release concurrency slots).
+	cleanups []func()
+}
+
+// SetResponseHeader sets a header of the response the client gets. The key
+// is used as written (no canonicalisation), so fields keep their
+// registered spelling, e.g. RateLimit-Policy.
+func (r *Request) SetResponseHeader(key, value string) {
+	if r.ResponseHeader == nil {
+		r.ResponseHeader = make(http.Header, 2)
+	}
+	r.ResponseHeader[key] = []string{value}
+}
+
+// OnDone registers f to run once the response is complete.
+func (r *Request) OnDone(f func()) { r.cleanups = append(r.cleanups, f) }
+
+// Done runs the registered cleanups; the gateway calls it once per request.
+func (r *Request) Done() {
+	for _, f := range r.cleanups {
+		f()
+	}
+	r.cleanups = r.cleanups[:0]
 }
 
 // Recorded is one non-allow verdict with the check that gave it.

@@ -121,7 +121,7 @@ func (p *Pipeline) judge(e *entry, req *Request, v Verdict, err error, d time.Du
 	if v.Action == Allow && err == nil {
 		return v, false
 	}
-	enforced := (v.Action == Deny || v.Action == Challenge) && !e.monitor
+	enforced := (v.Action == Deny || v.Action == Challenge) && !e.monitor && !v.MonitorOnly
 	req.Verdicts = append(req.Verdicts, Recorded{Check: name, Verdict: v, Enforced: enforced, Err: err, Latency: d})
 	if enforced {
 		if v.Status == 0 {
