@@ -29,6 +29,8 @@ func DefaultScenarios() []Scenario {
 		{Name: "denylisted-network", Kind: Attack, Description: "scraping, probing and password spraying from known abusive networks", Run: runDenylisted},
 		{Name: "admin-probe", Kind: Attack, Description: "an outside address tries the back-office API with forged tokens", Run: runAdminProbe},
 		{Name: "hefty-requests", Kind: Attack, Description: "oversized, deeply nested and malformed JSON bodies", Run: runHefty},
+		{Name: "flood", Kind: Attack, Description: "one address requests the catalog as fast as it can", Run: runFlood},
+		{Name: "password-guessing", Kind: Attack, Description: "one address guesses alice's password a few times a second", Run: runPasswordGuessing},
 	}
 }
 
@@ -357,5 +359,52 @@ func runHefty(ctx context.Context, c *Client) {
 		}
 		p := plan[i%len(plan)]
 		a.Do(ctx, http.MethodPost, p.path, bodies[p.body])
+	}
+}
+
+// ---- flood (attack) ----
+
+// floodIP is a single host of a rented server blasting the catalog.
+const floodIP = "45.155.205.233"
+
+// runFlood sends as fast as four connections allow: a naive scraper or a
+// layer-7 DoS. Per-client rate limits cut it down to the allowance while
+// other clients are unaffected.
+func runFlood(ctx context.Context, c *Client) {
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			a := c.Agent(floodIP, uaPyAiohttp, nil)
+			for i := w; ctx.Err() == nil; i++ {
+				if i%3 == 0 {
+					a.Get(ctx, "/api/products")
+				} else {
+					a.Get(ctx, "/api/products/"+strconv.Itoa(1+i%8))
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// ---- password-guessing (attack) ----
+
+// guessingIP is a residential proxy exit used to guess alice's password.
+const guessingIP = "91.240.118.172"
+
+var guessPasswords = []string{
+	"alice", "alice123", "Alice2024!", "password", "123456", "qwerty", "letmein", "iloveyou",
+	"sunshine", "princess", "dragon", "welcome1", "monkey", "football", "shopping", "Summer2025",
+}
+
+// runPasswordGuessing tries one account's password from one address, a few
+// attempts a second. Only failed logins count towards the login route's
+// failure limit, so genuine sign-ins are never slowed.
+func runPasswordGuessing(ctx context.Context, c *Client) {
+	a := c.Agent(guessingIP, uaChromeWin, browserHeaders("en-GB,en;q=0.8"))
+	for i := 0; ctx.Err() == nil; i++ {
+		a.Login(ctx, "alice", guessPasswords[i%len(guessPasswords)])
+		a.SetToken("")
+		think(ctx, 150*time.Millisecond, 400*time.Millisecond)
 	}
 }
