@@ -41,6 +41,7 @@ Usage:
   apiguard serve --upstream URL          run in zero-config mode in front of URL
   apiguard check -c apiguard.yaml        validate a config file
   apiguard demo                          sample shop API behind the gateway with simulated clients
+  apiguard ratelimit suggest             per-client rates seen per route, and suggested limits
   apiguard version                       print the version
 
 Run 'apiguard COMMAND --help' for a command's flags.
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
+	case "ratelimit":
+		return cmdRateLimit(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "apiguard %s\n", version)
 		return exitOK

@@ -75,7 +75,8 @@ func TestExitCodesAndHelp(t *testing.T) {
 // of its JSON summary: genuine clients pass, attacks are denied.
 func TestDemoJSON(t *testing.T) {
 	t.Parallel()
-	code, out, errOut := runCLI("demo", "--json", "--duration", "3s", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	dataDir := t.TempDir()
+	code, out, errOut := runCLI("demo", "--json", "--duration", "3s", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir)
 	if code != exitOK {
 		t.Fatalf("demo exit %d: %s", code, errOut)
 	}
@@ -122,6 +123,21 @@ func TestDemoJSON(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "admin_token=") {
 		t.Errorf("the admin token is not shown on stderr in --json mode")
+	}
+	for _, s := range summary.Scenarios {
+		if s.Name == "flood" && s.DeniedBy["rate-limited"] == 0 {
+			t.Errorf("the flood was not rate limited: %+v", s)
+		}
+	}
+
+	// The demo recorded its traffic; suggest reads it back.
+	code, out, errOut = runCLI("ratelimit", "suggest", "--data-dir", dataDir)
+	if code != exitOK || !strings.Contains(out, "- name: api\n") || !strings.Contains(out, "key: [ip]") {
+		t.Fatalf("ratelimit suggest: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, _, errOut = runCLI("ratelimit", "suggest", "--data-dir", t.TempDir())
+	if code != exitRuntime || !strings.Contains(errOut, "no event store") {
+		t.Fatalf("suggest without a store: %d %s", code, errOut)
 	}
 }
 

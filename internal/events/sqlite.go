@@ -196,6 +196,29 @@ func (s *sqliteStore) Count(ctx context.Context, f Filter) (int64, error) {
 	return n, nil
 }
 
+func (s *sqliteStore) Rates(ctx context.Context, f Filter, window time.Duration) ([]RateBucket, error) {
+	if window <= 0 {
+		return nil, fmt.Errorf("events: rates: window must be positive")
+	}
+	q, args := f.ratesSQL(questionMark, window)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("events: sqlite rates: %w", err)
+	}
+	defer rows.Close()
+	var out []RateBucket
+	for rows.Next() {
+		var b RateBucket
+		var bucket int64
+		if err := rows.Scan(&b.Route, &b.ClientIP, &bucket, &b.Count); err != nil {
+			return nil, fmt.Errorf("events: sqlite rates: %w", err)
+		}
+		b.Start = time.Unix(0, bucket*int64(window))
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 func (s *sqliteStore) Prune(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {

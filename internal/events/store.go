@@ -20,7 +20,18 @@ type Store interface {
 	Count(ctx context.Context, f Filter) (int64, error)
 	// Prune deletes events whose Time is before before and says how many.
 	Prune(ctx context.Context, before time.Time) (int64, error)
+	// Rates counts matching events per route, client address and time
+	// bucket of the given width, aggregated in the database.
+	Rates(ctx context.Context, f Filter, window time.Duration) ([]RateBucket, error)
 	Close() error
+}
+
+// RateBucket is one client's event count on one route in one time bucket.
+type RateBucket struct {
+	Route    string
+	ClientIP string
+	Start    time.Time
+	Count    int64
 }
 
 // Filter selects events. Zero fields match everything.
@@ -28,6 +39,7 @@ type Filter struct {
 	Since, Until                                      time.Time // Since inclusive, Until exclusive; zero = unbounded
 	Kinds                                             []Kind
 	Route, ClientIP, Check, Action, Reason, RequestID string // "" = any
+	NotAction                                         string // exclude this action ("" = none)
 	Limit                                             int    // default 100, max 10000
 	// BeforeID pages backwards: only events with ID < BeforeID (0 = none).
 	// Pass the last ID of one page to get the next.
@@ -164,6 +176,9 @@ func (f Filter) where(ph placeholder) (string, []any) {
 			add(c.col+" = ?", c.v)
 		}
 	}
+	if f.NotAction != "" {
+		add("action <> ?", f.NotAction)
+	}
 	if f.BeforeID > 0 {
 		add("id < ?", f.BeforeID)
 	}
@@ -180,6 +195,14 @@ func (f Filter) querySQL(ph placeholder) (string, []any) {
 	args = append(args, f.limit())
 	return "SELECT id, " + eventColumns + " FROM events" + w +
 		" ORDER BY id DESC LIMIT " + ph(len(args)), args
+}
+
+func (f Filter) ratesSQL(ph placeholder, window time.Duration) (string, []any) {
+	w, args := f.where(ph)
+	// The window is our own integer, so it is written into the SQL: a bind
+	// parameter before the WHERE clause's would break positional "?".
+	return "SELECT route, client_ip, time_ns / " + strconv.FormatInt(int64(window), 10) + " AS bucket, count(*) FROM events" + w +
+		" GROUP BY route, client_ip, bucket", args
 }
 
 func (f Filter) countSQL(ph placeholder) (string, []any) {

@@ -444,3 +444,45 @@ func TestStoreQueryLimitClamp(t *testing.T) {
 		}
 	})
 }
+
+func TestStoreRates(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s Store, _ func() Store) {
+		base := time.Unix(1_699_999_980, 0) // on a minute boundary
+		var evs []Event
+		add := func(route, ip string, at time.Duration, n int, action string) {
+			for i := range n {
+				evs = append(evs, Event{Time: base.Add(at + time.Duration(i)*time.Millisecond), Kind: KindRequest, Route: route, ClientIP: ip, Action: action})
+			}
+		}
+		add("api", "192.0.2.1", 0, 5, "allow")
+		add("api", "192.0.2.1", 61*time.Second, 3, "allow")
+		add("api", "192.0.2.2", 10*time.Second, 2, "allow")
+		add("api", "192.0.2.2", 20*time.Second, 7, "deny") // excluded below
+		add("login", "192.0.2.1", 5*time.Second, 1, "allow")
+		evs = append(evs, Event{Time: base, Kind: KindVerdict, Route: "api", ClientIP: "192.0.2.9", Action: "deny"})
+		write(t, s, evs...)
+
+		got, err := s.Rates(context.Background(), Filter{Kinds: []Kind{KindRequest}, NotAction: "deny"}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type key struct {
+			route, ip string
+			start     int64
+		}
+		m := map[key]int64{}
+		for _, b := range got {
+			m[key{b.Route, b.ClientIP, b.Start.Unix()}] = b.Count
+		}
+		want := map[key]int64{
+			{"api", "192.0.2.1", base.Unix()}:      5,
+			{"api", "192.0.2.1", base.Unix() + 60}: 3,
+			{"api", "192.0.2.2", base.Unix()}:      2,
+			{"login", "192.0.2.1", base.Unix()}:    1,
+		}
+		if diff := cmp.Diff(want, m, cmp.AllowUnexported(key{})); diff != "" {
+			t.Errorf("rates (-want +got):\n%s", diff)
+		}
+	})
+}
