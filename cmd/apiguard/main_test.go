@@ -118,7 +118,10 @@ func TestDemoJSON(t *testing.T) {
 			t.Errorf("%s: kind %q", s.Name, s.Kind)
 		}
 	}
-	if summary.Gateway.Requests != int64(total) || summary.Gateway.P50 <= 0 || summary.Gateway.P99 < summary.Gateway.P50 {
+	// Requests in flight when the clients stop are seen by the gateway but
+	// not counted by the (cancelled) clients: a few dozen at most.
+	if summary.Gateway.Requests < int64(total) || summary.Gateway.Requests > int64(total)+50 ||
+		summary.Gateway.P50 <= 0 || summary.Gateway.P99 < summary.Gateway.P50 {
 		t.Errorf("gateway stats %+v for %d client requests", summary.Gateway, total)
 	}
 	if !strings.Contains(errOut, "admin_token=") {
