@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,12 @@ func newStateBackend(c config.State) (state.Backend, error) {
 	if c.Backend != "redis" {
 		return state.NewMemory(state.MemoryOptions{MaxKeys: c.Memory.MaxKeys}), nil
 	}
-	return nil, errors.New("the redis backend is not available in this build yet")
+	r := c.Redis
+	return state.NewRedis(state.RedisOptions{
+		Addrs: r.Addrs, Cluster: r.Cluster, Username: r.Username, Password: r.Password, DB: r.DB,
+		KeyPrefix: r.KeyPrefix, TLS: r.TLS, PoolSize: r.PoolSize,
+		DialTimeout: r.DialTimeout.Std(), ReadTimeout: r.ReadTimeout.Std(), WriteTimeout: r.WriteTimeout.Std(),
+	})
 }
 
 // stateHealth pings the backend and reports transitions: a metric, a log

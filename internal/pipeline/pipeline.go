@@ -16,7 +16,10 @@ import (
 type Check interface {
 	Name() string
 	// Check returns a decision. A non-nil error means "could not decide"
-	// (backend down, keys unreachable); the check's on_error setting decides.
+	// (backend down, keys unreachable); the check's on_error setting decides,
+	// unless the check also returned a non-allow verdict: then it has
+	// applied its own failure policy and that verdict stands (the error is
+	// recorded either way).
 	Check(ctx context.Context, req *Request) (Verdict, error)
 }
 

@@ -108,10 +108,11 @@ func (p *Pipeline) RunResponse(ctx context.Context, req *Request, resp *http.Res
 
 func (p *Pipeline) judge(e *entry, req *Request, v Verdict, err error, d time.Duration) (Verdict, bool) {
 	name := e.check.Name()
-	if err != nil {
-		if e.failOpen {
-			v = Verdict{}
-		} else {
+	// A check that returns an error with a decision of its own (a
+	// rate-limit policy that fails closed) has already applied its
+	// policy; on_error decides only for checks that could not decide.
+	if err != nil && v.Action == Allow {
+		if !e.failOpen {
 			v = ErrorVerdict
 		}
 	}

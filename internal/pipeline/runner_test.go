@@ -114,6 +114,14 @@ func TestRun(t *testing.T) {
 			wantRan: []string{"a", "b"}, wantRecords: []string{"a:allow:false"},
 		},
 		{
+			desc:   "an error with the check's own decision keeps the decision",
+			global: ModeEnforce,
+			entries: func(ran *[]string) []Entry {
+				return []Entry{{Check: fake{name: "a", ran: ran, err: boom, v: Verdict{Action: Deny, Status: 503, Reason: "own-policy"}}, OnError: OnErrorAllow}}
+			},
+			wantRan: []string{"a"}, wantDenied: true, wantReason: "own-policy", wantStatus: 503, wantRecords: []string{"a:deny:true"},
+		},
+		{
 			desc:   "challenge stops like deny, default status kept",
 			global: ModeEnforce,
 			entries: func(ran *[]string) []Entry {
