@@ -259,7 +259,8 @@ type kvShard struct {
 	m       map[string]kvEntry
 	max     int
 	inserts int
-	_       [64 - 8 - 8 - 8 - 8]byte
+	minExp  int64
+	_       [64 - 8 - 8 - 8 - 8 - 8]byte
 }
 
 type memSub struct {
@@ -307,6 +308,7 @@ func NewMemory(o MemoryOptions) *Memory {
 		m.shards[i].init(split(o.MaxKeys, n, i))
 		m.kv[i].max = max(split(o.MaxKVKeys, n, i), 1)
 		m.kv[i].m = make(map[string]kvEntry)
+		m.kv[i].minExp = never
 	}
 	return m
 }
@@ -377,6 +379,9 @@ func (m *Memory) gcra(key string, limits []Limit, cost int64, res []Result, char
 		return Decision{}, ErrInvalidCost
 	}
 	res = results(res, len(limits))
+	if len(limits) == 1 {
+		return m.gcra1(key, &limits[0], cost, res, charge)
+	}
 	// Validate and compute T once per limit, kept in res[i].Remaining (the
 	// fields of res are scratch until they are filled in pass 2), so the
 	// hot path does one division per limit here and one for Remaining.
@@ -441,6 +446,48 @@ func (m *Memory) gcra(key string, limits []Limit, cost int64, res []Result, char
 				ok = false
 			}
 		}
+	}
+	return Decision{Allowed: ok, Results: res}, nil
+}
+
+// gcra1 is gcra for the common single limit, with everything in registers.
+// It must compute exactly what gcra computes for one limit.
+func (m *Memory) gcra1(key string, l *Limit, cost int64, res []Result, charge bool) (Decision, error) {
+	t, valid := emissionOf(l)
+	if !valid {
+		return Decision{}, limitError(0, *l)
+	}
+	tau := t * l.Burst
+	h := maphash.String(m.seed, key)
+	k := tableKey(h, 0)
+	s := m.shardOf(h)
+	now := m.now()
+
+	s.mu.Lock()
+	idx := s.find(k)
+	var d int64
+	if idx >= 0 && s.slots[idx].v > now {
+		d = s.slots[idx].v - now
+	}
+	need := addSat(d, mulSat(cost, t))
+	ok := need <= tau
+	if (ok || charge) && cost > 0 {
+		tat := addSat(now, need)
+		if idx >= 0 {
+			s.slots[idx].v, s.slots[idx].exp = tat, tat
+			s.minExp = min(s.minExp, tat)
+		} else {
+			s.set(k, tat, tat, now)
+		}
+		d = need
+	}
+	s.mu.Unlock()
+
+	if charge {
+		ok = d <= tau
+		resultFor(&res[0], t, tau, d, d, !ok)
+	} else {
+		resultFor(&res[0], t, tau, d, need, !ok)
 	}
 	return Decision{Allowed: ok, Results: res}, nil
 }
@@ -646,36 +693,38 @@ func (m *Memory) timeAt(ns int64) time.Time {
 }
 
 func (s *kvShard) put(k string, e kvEntry, now int64) {
+	s.minExp = min(s.minExp, e.exp)
+	if _, found := s.m[k]; found {
+		s.m[k] = e
+		return
+	}
+	s.inserts++
 	if len(s.m) >= s.max {
-		if _, found := s.m[k]; !found {
-			s.makeRoom(now)
-		}
+		s.evict(now)
+	} else if s.inserts >= max(len(s.m)/2, minSweep) {
+		s.sweep(now)
 	}
-	n := len(s.m)
 	s.m[k] = e
-	if len(s.m) > n {
-		s.inserts++
-		if s.inserts >= max(n/2, minSweep) {
-			s.sweep(now)
-		}
-	}
 }
 
 func (s *kvShard) sweep(now int64) {
 	s.inserts = 0
+	s.minExp = never
 	for k, e := range s.m {
 		if e.exp <= now {
 			delete(s.m, k)
+		} else {
+			s.minExp = min(s.minExp, e.exp)
 		}
 	}
 }
 
-// makeRoom mirrors shard.makeRoom. Evicting a live nonce or revocation is a
-// security trade-off: the soonest-expiring one is evicted, which is the one
+// evict mirrors shard.evict. Evicting a live nonce or revocation is a
+// security trade-off: the soonest-expiring one of the sample goes, the one
 // whose protection was about to end anyway. Size MaxKVKeys so it never
 // happens in normal operation.
-func (s *kvShard) makeRoom(now int64) {
-	if s.inserts >= max(len(s.m)/2, minSweep) {
+func (s *kvShard) evict(now int64) {
+	if now >= s.minExp && s.inserts >= max(len(s.m)/16, 1) {
 		s.sweep(now)
 		if len(s.m) < s.max {
 			return
@@ -684,7 +733,7 @@ func (s *kvShard) makeRoom(now int64) {
 	var victim string
 	soonest := int64(never)
 	n := 0
-	for k, e := range s.m {
+	for k, e := range s.m { // Go starts map iteration at a random position
 		if e.exp <= now {
 			delete(s.m, k)
 			return
