@@ -58,6 +58,31 @@ events: {store: {driver: sqlite}}
 log: {level: warn}
 `,
 	},
+	{
+		name: "ratelimit-memory",
+		desc: "no-checks profile plus one per-client rate-limit policy (high enough never to refuse) on the memory backend",
+		yaml: profileHead + `routes:
+  - name: api
+    path_prefix: /
+    upstream: app
+    checks: {ratelimit: {policies: [{name: per-client, key: [ip], limits: [{rate: 100000000/s}]}]}}
+events: {store: {driver: none}}
+log: {level: warn}
+`,
+	},
+	{
+		name: "ratelimit-redis",
+		desc: "the same policy on the Redis backend at 127.0.0.1:6379: one EVALSHA round trip per request",
+		yaml: profileHead + `routes:
+  - name: api
+    path_prefix: /
+    upstream: app
+    checks: {ratelimit: {policies: [{name: per-client, key: [ip], limits: [{rate: 100000000/s}]}]}}
+state: {backend: redis, redis: {addrs: [127.0.0.1:6379], key_prefix: "apiguard-bench:"}}
+events: {store: {driver: none}}
+log: {level: warn}
+`,
+	},
 }
 
 func profileNames() []string {
