@@ -52,7 +52,7 @@ func defaults() *config.Config {
 			ShutdownTimeout:   config.Duration(30 * time.Second),
 		},
 		Events: config.Events{
-			QueueSize: 65536,
+			QueueSize: 8192,
 			Store: config.EventStore{
 				Driver:    "sqlite",
 				Retention: config.Duration(168 * time.Hour),

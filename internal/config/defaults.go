@@ -14,7 +14,7 @@ const (
 	DefaultJSONMaxDepth    = 64
 	DefaultJSONMaxElements = 100_000
 	DefaultMaxConnsPerIP   = 256
-	DefaultQueueSize       = 65536
+	DefaultQueueSize       = 8192
 )
 
 // ApplyDefaults fills every unset key. It is idempotent.

@@ -24,7 +24,7 @@ type Sink interface {
 
 // BusOptions tune a Bus. Zero values take the defaults.
 type BusOptions struct {
-	QueueSize  int           // buffered events per sink, rounded up to a power of two (default 65536)
+	QueueSize  int           // buffered events per sink, rounded up to a power of two (default 8192)
 	BatchSize  int           // max events per Write (default 512)
 	FlushEvery time.Duration // max wait before a partial batch is written (default 200ms)
 	// WriteTimeout bounds one Write call (default 30s). Without it a sink
@@ -35,7 +35,7 @@ type BusOptions struct {
 }
 
 const (
-	defaultQueueSize    = 65536
+	defaultQueueSize    = 8192
 	defaultBatchSize    = 512
 	defaultFlushEvery   = 200 * time.Millisecond
 	defaultWriteTimeout = 30 * time.Second

@@ -108,6 +108,7 @@ type exchange struct {
 	upStart     time.Time
 	upDur       time.Duration
 	decision    string
+	clientIP    string // ClientIP formatted once, for headers and events
 	rw          recorder
 	verdictBuf  [4]pipeline.Recorded
 }
@@ -179,6 +180,7 @@ func (e *Engine) admit(rt *runtime, w http.ResponseWriter, r *http.Request, ex *
 	ex.req.HTTP = r
 	w.Header().Set("X-Request-Id", id)
 	ex.req.ClientIP, ex.peerTrusted = rt.trusted.clientIP(r)
+	ex.clientIP = ex.req.ClientIP.String()
 
 	// RFC 9112 §6.3: a request framed by Transfer-Encoding may have come with
 	// a Content-Length too (net/http drops it and re-frames the body); the
@@ -413,7 +415,7 @@ func (e *Engine) finish(ex *exchange, r *http.Request) {
 		Host:      truncate(r.Host, 255),
 		Path:      truncate(r.URL.Path, 512),
 		Status:    status,
-		ClientIP:  ex.req.ClientIP.String(),
+		ClientIP:  ex.clientIP,
 		Subject:   ex.req.Identity.Subject,
 		APIKey:    ex.req.Identity.APIKey,
 		App:       ex.req.Identity.App,

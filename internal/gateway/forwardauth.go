@@ -113,6 +113,7 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		ex.req.HTTP = r
 		ex.req.ClientIP = peerAddr(r)
+		ex.clientIP = ex.req.ClientIP.String()
 		ex.req.ID = newRequestID()
 		w.Header().Set("X-Request-Id", ex.req.ID)
 		e.refuse(&ex.rw, ex, "forward-auth", http.StatusBadRequest, "forward-auth-bad-header", "the forward-auth request does not describe an original request")
@@ -132,7 +133,7 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 			h[k] = vs
 		}
 		h.Set("X-Request-Id", ex.req.ID)
-		h.Set("Apiguard-Client-Ip", ex.req.ClientIP.String())
+		h.Set("Apiguard-Client-Ip", ex.clientIP)
 		if s := ex.req.Identity.Subject; s != "" {
 			h.Set("Apiguard-Subject", s)
 		}

@@ -227,10 +227,10 @@ func (e *Engine) newProxy(r *route) http.Handler {
 			pr.Out.Host = ""
 			setForwarded(pr.In, pr.Out, ex != nil && ex.peerTrusted, e.tls)
 			if ex != nil {
-				pr.Out.Header.Set("X-Request-Id", ex.req.ID)
+				pr.Out.Header["X-Request-Id"] = []string{ex.req.ID}
 				// The upstream gets the address apiguard resolved, never one
 				// the client claimed.
-				pr.Out.Header.Set("X-Real-Ip", ex.req.ClientIP.String())
+				pr.Out.Header["X-Real-Ip"] = []string{ex.clientIP}
 			}
 		},
 		Transport:      r.upstream,

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -412,6 +413,11 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle(ForwardAuthPath, http.HandlerFunc(s.engine.ServeForwardAuth))
 	mux.Handle(ForwardAuthPath+"/", http.HandlerFunc(s.engine.ServeForwardAuth))
 	mux.Handle("GET /metrics", s.requireToken(promhttp.HandlerFor(s.engine.metrics.reg, promhttp.HandlerOpts{})))
+	// Profiles for diagnosing a running gateway (token required, like all
+	// but health).
+	mux.Handle("GET /debug/pprof/", s.requireToken(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", s.requireToken(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", s.requireToken(http.HandlerFunc(pprof.Trace)))
 	mux.Handle("/", s.requireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "not-found", "no such admin endpoint")
 	})))
