@@ -92,18 +92,40 @@ func BenchmarkMemoryRateLimit(b *testing.B) { benchMemory(b, benchKeys) }
 // so nearly every decision misses the CPU caches.
 func BenchmarkMemoryRateLimitColdKeys(b *testing.B) { benchMemory(b, 1<<20) }
 
-// BenchmarkMemoryPerKey reports heap bytes per rate-limit key after
-// inserting b.N distinct keys.
+// BenchmarkMemoryPerKey reports the heap held by 1M distinct rate-limit
+// keys (one limit each): go test -run=^$ -bench=MemoryPerKey -benchtime=1x
 func BenchmarkMemoryPerKey(b *testing.B) {
-	if b.N < 1000 {
-		b.N = 1000
+	const n = 1_000_000
+	var held uint64
+	for range b.N {
+		before := heapAlloc()
+		m := NewMemory(MemoryOptions{})
+		fillKeys(b, m, n)
+		held = heapAlloc() - before
+		runtime.KeepAlive(m)
 	}
-	before := heapAlloc()
-	m := NewMemory(MemoryOptions{MaxKeys: max(b.N, 1<<20)})
-	fillKeys(b, m, b.N)
-	after := heapAlloc()
-	b.ReportMetric(float64(after-before)/float64(b.N), "B/key")
-	runtime.KeepAlive(m)
+	b.ReportMetric(float64(held)/n, "B/key")
+	b.ReportMetric(float64(held)/(1<<20), "MB/1M-keys")
+}
+
+// BenchmarkMemoryRateLimit3 is one decision over three limits of one key.
+func BenchmarkMemoryRateLimit3(b *testing.B) {
+	m := NewMemory(MemoryOptions{})
+	keys := makeKeys(benchKeys)
+	lims := []Limit{benchLimit[0], {Count: 100_000, Period: time.Minute, Burst: 9_000_000}, {Count: 1_000_000, Period: time.Hour, Burst: 9_000_000}}
+	var seq atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		res := make([]Result, 3, 8)
+		i := int(seq.Add(1) * 7919)
+		for pb.Next() {
+			i = (i + 40503) & (benchKeys - 1)
+			if _, err := m.RateLimit(context.Background(), keys[i], lims, 1, res); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func heapAlloc() uint64 {

@@ -488,9 +488,9 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("Scan over 3 masters found %d entries, want 50", len(es))
 	}
 	per := map[string]int{}
+	var mu sync.Mutex
 	_ = r.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		n, err := c.DBSize(ctx).Result()
-		mu := sync.Mutex{}
 		mu.Lock()
 		per[c.Options().Addr] = int(n)
 		mu.Unlock()

@@ -93,7 +93,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, h harness)) {
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
 		r := newRedisForTest(t, "")
-		fn(t, harness{b: r, advance: time.Sleep, tol: 150 * time.Millisecond})
+		fn(t, harness{b: r, advance: time.Sleep, tol: 250 * time.Millisecond})
 	})
 }
 
@@ -115,10 +115,10 @@ const waitRetry = -1
 // enough that Redis round trips never move Remaining, short enough to
 // sleep through.
 var (
-	five   = Limit{Count: 5, Period: 2 * time.Second, Burst: 5}   // T=400ms τ=2s
+	five   = Limit{Count: 5, Period: 2 * time.Second, Burst: 5}    // T=400ms τ=2s
 	tenPer = Limit{Count: 10, Period: 10 * time.Second, Burst: 10} // T=1s τ=10s
 	twoPer = Limit{Count: 2, Period: 10 * time.Second, Burst: 2}   // T=5s τ=10s
-	burst3 = Limit{Count: 5, Period: 2 * time.Second, Burst: 3}   // T=400ms τ=1.2s
+	burst3 = Limit{Count: 5, Period: 2 * time.Second, Burst: 3}    // T=400ms τ=1.2s
 )
 
 func r(rem int64, reset, retry time.Duration) Result {
@@ -382,13 +382,13 @@ func TestIncr(t *testing.T) {
 				t.Fatalf("Incr(%s, %d) = %d, %v; want %d", key, delta, got, err, want)
 			}
 		}
-		incr("n", 1, 300*ms, 1)
-		incr("n", 2, 300*ms, 3)
-		h.advance(150 * ms)
-		incr("n", 1, 300*ms, 4) // the TTL runs from creation, not from the last Incr
-		h.advance(300 * ms)
-		incr("n", 1, 300*ms, 1)
-		incr("n", -3, 300*ms, -2)
+		incr("n", 1, 500*ms, 1)
+		incr("n", 2, 500*ms, 3)
+		h.advance(100 * ms)
+		incr("n", 1, 500*ms, 4) // the TTL runs from creation, not from the last Incr
+		h.advance(450 * ms)
+		incr("n", 1, 500*ms, 1)
+		incr("n", -3, 500*ms, -2)
 		// Counters, limits and slots of one key are separate.
 		if _, err := h.b.RateLimit(ctx, "n", []Limit{five}, 5, nil); err != nil {
 			t.Fatal(err)
@@ -396,7 +396,7 @@ func TestIncr(t *testing.T) {
 		if _, err := h.b.Acquire(ctx, "n", 5, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		incr("n", 1, 300*ms, -1)
+		incr("n", 1, 500*ms, -1)
 		incr("forever", 5, 0, 5)
 		h.advance(400 * ms)
 		incr("forever", 5, 0, 10)
