@@ -22,6 +22,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/gateway"
+	"github.com/apiguard/apiguard/internal/state"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -173,6 +174,7 @@ func cmdServe(args []string, _, stderr io.Writer) int {
 	}
 
 	log := newLogger(cfg, stderr)
+	state.SetClientLogger(log)
 	srv, err := gateway.New(cfg, gateway.Options{Logger: log, Version: version, ConfigPath: *file, Override: override})
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())

@@ -69,13 +69,18 @@ const (
 // steps (NTP, manual changes) do not move the buckets at all. An injected
 // Clock is used as given; see RateLimit for clock steps.
 type Memory struct {
-	seed    maphash.Seed
-	mask    uint64
-	shards  []shard
-	kv      []kvShard
-	base    time.Time
-	clock   Clock
-	closed  atomic.Bool
+	// Read by every decision and never written after NewMemory (closed
+	// only once, by Close).
+	seed   maphash.Seed
+	mask   uint64
+	shards []shard
+	kv     []kvShard
+	base   time.Time
+	clock  Clock
+	closed atomic.Bool
+	// Keeps the pub/sub fields, written by Publish's RLock, off the cache
+	// line above, so a busy change feed does not slow every decision.
+	_       [64]byte
 	subsMu  sync.RWMutex
 	subs    map[string]map[*memSub]struct{}
 	closeMu sync.Mutex

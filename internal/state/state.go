@@ -149,9 +149,9 @@ func limitError(i int, l Limit) error {
 
 // emissionOf returns T = Period/Count of a limit and whether the limit is
 // valid; τ is then T*Burst, known not to overflow. T is truncated to whole
-// nanoseconds: when Period/Count is not a whole number of nanoseconds that
-// admits less than one extra unit per 10^9 units, far below any clock's
-// accuracy.
+// nanoseconds, so when Period/Count is not whole the sustained rate is high
+// by less than 1/T (T in ns): under one part per million for any rate up to
+// 1000/s, far below what any client can observe through network jitter.
 func emissionOf(l *Limit) (int64, bool) {
 	if l.Count < 1 || l.Period <= 0 || l.Burst < 1 {
 		return 0, false

@@ -259,10 +259,12 @@ func (l *Limiter) Check(ctx context.Context, req *pipeline.Request) (pipeline.Ve
 			for _, r := range d.Results {
 				wait = max(wait, r.RetryAfter)
 			}
-			if wait == 0 { // count_status policies: wait for the first counted unit to drain
+			if wait == 0 { // count_status peek: wait until one more unit fits
 				for i, r := range d.Results {
 					if r.Remaining < 1 {
-						wait = max(wait, p.limits[i].Period/time.Duration(p.limits[i].Count))
+						l := p.limits[i]
+						t := l.Period / time.Duration(l.Count) // emission interval
+						wait = max(wait, r.ResetAfter+t-t*time.Duration(l.Burst))
 					}
 				}
 			}
