@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -98,15 +99,8 @@ func (s *postgresStore) Query(ctx context.Context, f Filter) ([]Event, error) {
 		return nil, fmt.Errorf("events: postgres query: %w", err)
 	}
 	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		e, err := scanEvent(rows.Scan)
-		if err != nil {
-			return nil, fmt.Errorf("events: postgres query: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collectEvents(rows)
+	if err != nil {
 		return nil, fmt.Errorf("events: postgres query: %w", err)
 	}
 	return out, nil
@@ -123,7 +117,7 @@ func (s *postgresStore) Count(ctx context.Context, f Filter) (int64, error) {
 
 func (s *postgresStore) Rates(ctx context.Context, f Filter, window time.Duration) ([]RateBucket, error) {
 	if window <= 0 {
-		return nil, fmt.Errorf("events: rates: window must be positive")
+		return nil, errors.New("events: rates: window must be positive")
 	}
 	q, args := f.ratesSQL(dollar, window)
 	rows, err := s.pool.Query(ctx, q, args...)
@@ -131,17 +125,11 @@ func (s *postgresStore) Rates(ctx context.Context, f Filter, window time.Duratio
 		return nil, fmt.Errorf("events: postgres rates: %w", err)
 	}
 	defer rows.Close()
-	var out []RateBucket
-	for rows.Next() {
-		var b RateBucket
-		var bucket int64
-		if err := rows.Scan(&b.Route, &b.ClientIP, &bucket, &b.Count); err != nil {
-			return nil, fmt.Errorf("events: postgres rates: %w", err)
-		}
-		b.Start = time.Unix(0, bucket*int64(window))
-		out = append(out, b)
+	out, err := collectRates(rows, window)
+	if err != nil {
+		return nil, fmt.Errorf("events: postgres rates: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (s *postgresStore) Prune(ctx context.Context, before time.Time) (int64, error) {

@@ -173,15 +173,8 @@ func (s *sqliteStore) Query(ctx context.Context, f Filter) ([]Event, error) {
 		return nil, fmt.Errorf("events: sqlite query: %w", err)
 	}
 	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		e, err := scanEvent(rows.Scan)
-		if err != nil {
-			return nil, fmt.Errorf("events: sqlite query: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collectEvents(rows)
+	if err != nil {
 		return nil, fmt.Errorf("events: sqlite query: %w", err)
 	}
 	return out, nil
@@ -198,7 +191,7 @@ func (s *sqliteStore) Count(ctx context.Context, f Filter) (int64, error) {
 
 func (s *sqliteStore) Rates(ctx context.Context, f Filter, window time.Duration) ([]RateBucket, error) {
 	if window <= 0 {
-		return nil, fmt.Errorf("events: rates: window must be positive")
+		return nil, errors.New("events: rates: window must be positive")
 	}
 	q, args := f.ratesSQL(questionMark, window)
 	rows, err := s.db.QueryContext(ctx, q, args...)
@@ -206,17 +199,11 @@ func (s *sqliteStore) Rates(ctx context.Context, f Filter, window time.Duration)
 		return nil, fmt.Errorf("events: sqlite rates: %w", err)
 	}
 	defer rows.Close()
-	var out []RateBucket
-	for rows.Next() {
-		var b RateBucket
-		var bucket int64
-		if err := rows.Scan(&b.Route, &b.ClientIP, &bucket, &b.Count); err != nil {
-			return nil, fmt.Errorf("events: sqlite rates: %w", err)
-		}
-		b.Start = time.Unix(0, bucket*int64(window))
-		out = append(out, b)
+	out, err := collectRates(rows, window)
+	if err != nil {
+		return nil, fmt.Errorf("events: sqlite rates: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (s *sqliteStore) Prune(ctx context.Context, before time.Time) (int64, error) {

@@ -308,3 +308,36 @@ func StartRetention(ctx context.Context, s Store, keep, every time.Duration, log
 		}
 	}()
 }
+
+// rows is what database/sql and pgx result sets have in common.
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+func collectEvents(r rows) ([]Event, error) {
+	var out []Event
+	for r.Next() {
+		e, err := scanEvent(r.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, r.Err()
+}
+
+func collectRates(r rows, window time.Duration) ([]RateBucket, error) {
+	var out []RateBucket
+	for r.Next() {
+		var b RateBucket
+		var bucket int64
+		if err := r.Scan(&b.Route, &b.ClientIP, &bucket, &b.Count); err != nil {
+			return nil, err
+		}
+		b.Start = time.Unix(0, bucket*int64(window))
+		out = append(out, b)
+	}
+	return out, r.Err()
+}
