@@ -3,11 +3,8 @@ package state
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -217,20 +214,9 @@ func TestRedisConcurrentHammer(t *testing.T) {
 	}
 }
 
-// --- Redis processes owned by the tests ---
+// --- Redis processes owned by the tests: testutil.StartRedisServer ---
 
-func redisServerBin(t testing.TB) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server is required under CI: %v", err)
-		}
-		t.Skipf("redis-server not installed: %v", err)
-	}
-	return bin
-}
-
+// freeAddr returns a loopback address nothing listens on.
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -242,49 +228,14 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
-// startRedisServer starts a child redis-server on addr and waits until it
-// answers PING. It is killed when the test ends.
-func startRedisServer(t testing.TB, bin, addr, dir string, extra ...string) *exec.Cmd {
-	t.Helper()
-	_, port, _ := net.SplitHostPort(addr)
-	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--daemonize", "no"}, extra...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * ms})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*ms)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return cmd
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s not ready: %v", addr, err)
-		}
-		time.Sleep(20 * ms)
-	}
-}
-
 // TestRedisFault starts its own redis-server, then: kills it (every call
 // returns an error within the timeouts), restarts it on the same port
 // (calls succeed again within 2s, the subscription resumes), and freezes
 // it with SIGSTOP (a server that accepts but never answers: calls still
 // return within the timeouts).
 func TestRedisFault(t *testing.T) {
-	bin := redisServerBin(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	srv := startRedisServer(t, bin, addr, dir)
+	srv := testutil.StartRedisServer(t)
+	addr := srv.Addr
 
 	const dial, read, write = 300 * ms, 300 * ms, 300 * ms
 	bound := dial + read + write + 300*ms // the call timeout plus scheduling slack
@@ -336,15 +287,12 @@ func TestRedisFault(t *testing.T) {
 	}
 
 	// 1. Kill: connection refused.
-	if err := srv.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = srv.Wait()
+	srv.Kill()
 	allFail("killed")
 
 	// 2. Restart on the same port: recovered within 2s.
 	restarted := time.Now()
-	srv = startRedisServer(t, bin, addr, dir)
+	srv.Start()
 	ready := time.Since(restarted)
 	var recovered time.Duration
 	for {
@@ -389,13 +337,9 @@ func TestRedisFault(t *testing.T) {
 	t.Logf("subscription resumed %v after restart", time.Since(restarted))
 
 	// 3. Freeze: the kernel still accepts connections but nothing answers.
-	if err := srv.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	srv.Signal(syscall.SIGSTOP)
 	allFail("frozen")
-	if err := srv.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	srv.Signal(syscall.SIGCONT)
 	thawed := time.Now()
 	for {
 		if _, err := r.RateLimit(ctx, "k", lim, 1, nil); err == nil {
@@ -416,21 +360,14 @@ func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node Redis Cluster")
 	}
-	bin := redisServerBin(t)
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Skipf("redis-cli not installed: %v", err)
 	}
 	var addrs []string
-	for i := range 3 {
-		dir := filepath.Join(t.TempDir(), strconv.Itoa(i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		addr := freeAddr(t)
-		startRedisServer(t, bin, addr, dir, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000")
-		addrs = append(addrs, addr)
+	for range 3 {
+		srv := testutil.StartRedisServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		addrs = append(addrs, srv.Addr)
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")

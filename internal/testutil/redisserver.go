@@ -13,16 +13,18 @@ import (
 // RedisServer is a redis-server child process a test owns, so it can kill
 // and restart it without touching the shared server other tests use.
 type RedisServer struct {
-	t    testing.TB
-	bin  string
-	Addr string
-	dir  string
-	cmd  *exec.Cmd
+	t     testing.TB
+	bin   string
+	Addr  string
+	dir   string
+	extra []string
+	cmd   *exec.Cmd
 }
 
-// StartRedisServer starts redis-server on a free loopback port. It skips
-// when the binary is missing, except under CI=true.
-func StartRedisServer(t testing.TB) *RedisServer {
+// StartRedisServer starts redis-server on a free loopback port with extra
+// arguments (e.g. cluster mode). It skips when the binary is missing,
+// except under CI=true.
+func StartRedisServer(t testing.TB, extra ...string) *RedisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -35,7 +37,7 @@ func StartRedisServer(t testing.TB) *RedisServer {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	s := &RedisServer{t: t, bin: bin, Addr: addr, dir: t.TempDir()}
+	s := &RedisServer{t: t, bin: bin, Addr: addr, dir: t.TempDir(), extra: extra}
 	s.Start()
 	t.Cleanup(s.Kill)
 	return s
@@ -45,7 +47,8 @@ func StartRedisServer(t testing.TB) *RedisServer {
 func (s *RedisServer) Start() {
 	s.t.Helper()
 	_, port, _ := strings.Cut(s.Addr, ":")
-	s.cmd = exec.Command(s.bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", s.dir)
+	args := append([]string{"--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", s.dir}, s.extra...)
+	s.cmd = exec.Command(s.bin, args...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
@@ -70,5 +73,14 @@ func (s *RedisServer) Kill() {
 		_ = s.cmd.Process.Signal(os.Kill)
 		_, _ = s.cmd.Process.Wait()
 		s.cmd = nil
+	}
+}
+
+// Signal sends sig to the server (SIGSTOP freezes it: connections are
+// accepted but never answered).
+func (s *RedisServer) Signal(sig os.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal redis-server: %v", err)
 	}
 }
