@@ -29,7 +29,9 @@ type Config struct {
 type Policy struct {
 	Name string `yaml:"name"`
 	// Key parts: ip, api_key, subject, app, device, ja4, header:<Name>,
-	// claim:<name>. A missing part falls back to the client IP.
+	// claim:<name>, json:<field> (a top-level string or number field of a
+	// JSON body, e.g. the username of a login). A missing part falls back to
+	// the client IP.
 	Key    []string    `yaml:"key"`
 	Limits []LimitSpec `yaml:"limits"`
 	Cost   string      `yaml:"cost,omitempty"` // a number (default 1) or content-bytes
@@ -94,7 +96,7 @@ func ParseRate(s string) (count int64, period time.Duration, err error) {
 	return count, period, nil
 }
 
-var validKey = regexp.MustCompile(`^(ip|api_key|subject|app|device|ja4|header:[A-Za-z0-9-]+|claim:[A-Za-z0-9_.-]+)$`)
+var validKey = regexp.MustCompile(`^(ip|api_key|subject|app|device|ja4|header:[A-Za-z0-9-]+|claim:[A-Za-z0-9_.-]+|json:[A-Za-z0-9_.-]+)$`)
 
 // Validate reports every invalid field under path.
 func (c *Config) Validate(path string, errs *field.Errors) {
@@ -120,11 +122,11 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 		}
 		names[p.Name] = true
 		if len(p.Key) == 0 {
-			errs.Add(field.Join(at, "key"), "required: one or more of ip, api_key, subject, app, device, ja4, header:<Name>, claim:<name>")
+			errs.Add(field.Join(at, "key"), "required: one or more of ip, api_key, subject, app, device, ja4, header:<Name>, claim:<name>, json:<field>")
 		}
 		for j, k := range p.Key {
 			if !validKey.MatchString(k) {
-				errs.Add(field.Index(field.Join(at, "key"), j), "unknown key part %q (use ip, api_key, subject, app, device, ja4, header:<Name> or claim:<name>)", k)
+				errs.Add(field.Index(field.Join(at, "key"), j), "unknown key part %q (use ip, api_key, subject, app, device, ja4, header:<Name>, claim:<name> or json:<field>)", k)
 			}
 		}
 		if len(p.Limits) == 0 && p.Concurrency == 0 {

@@ -7,6 +7,7 @@ package ratelimit
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -43,6 +44,7 @@ const (
 	keyJA4
 	keyHeader
 	keyClaim
+	keyJSON
 )
 
 type keyPart struct {
@@ -73,7 +75,7 @@ type policy struct {
 func (p *policy) early() bool {
 	for _, k := range p.parts {
 		switch k.kind {
-		case keyIP, keyJA4, keyHeader:
+		case keyIP, keyJA4, keyHeader, keyJSON:
 		default:
 			return false
 		}
@@ -141,6 +143,8 @@ func parseKeyPart(s string) keyPart {
 		return keyPart{kind: keyHeader, name: http.CanonicalHeaderKey(name)}
 	case "claim":
 		return keyPart{kind: keyClaim, name: name}
+	case "json":
+		return keyPart{kind: keyJSON, name: name}
 	}
 	return keyPart{kind: keyIP}
 }
@@ -387,6 +391,8 @@ func (p *policy) key(req *pipeline.Request, v6bits int) string {
 			if c, ok := req.Identity.Claims[part.name]; ok {
 				v = fmt.Sprint(c)
 			}
+		case keyJSON:
+			v = jsonField(req.Body, part.name)
 		}
 		if v == "" {
 			b = append(b, "~ip="...)
@@ -418,4 +424,30 @@ func ceilSeconds(d time.Duration) int64 {
 		return 0
 	}
 	return int64((d + time.Second - 1) / time.Second)
+}
+
+// jsonField returns a top-level string or number field of a JSON object
+// body, case-folded so "Alice" and "alice" are one credential; "" when
+// absent. Only the buffered (already validated, size-limited) body is read.
+func jsonField(body []byte, name string) string {
+	if len(body) == 0 {
+		return ""
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return ""
+	}
+	raw, ok := m[name]
+	if !ok {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return strings.ToLower(strings.TrimSpace(s))
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
 }

@@ -372,3 +372,41 @@ func first(vs []string) string {
 	}
 	return vs[0]
 }
+
+func TestPerCredential(t *testing.T) {
+	t.Parallel()
+	mem := state.NewMemory(state.MemoryOptions{})
+	early, late := build(t, Config{Policies: []Policy{
+		{Name: "per-user", Key: []string{"json:username"}, CountStatus: []int{401}, Limits: []LimitSpec{{Rate: "3/h"}}},
+	}}, mem)
+	if late != nil {
+		t.Fatal("a json-keyed policy must run early: the body is buffered before any check")
+	}
+	ctx := context.Background()
+	attempt := func(ip, body string) pipeline.Verdict {
+		req := newReq("POST", "/api/login", ip)
+		req.Body = []byte(body)
+		v, _ := early.Check(ctx, req)
+		if v.Action == pipeline.Allow {
+			_, _ = early.CheckResponse(ctx, req, &http.Response{StatusCode: 401})
+		}
+		return v
+	}
+	// One account guessed from three addresses: the per-credential key
+	// still locks it after three failures, whatever the address.
+	for i, ip := range []string{"192.0.2.1", "198.51.100.2", "203.0.113.3"} {
+		if v := attempt(ip, `{"username":"Alice","password":"x"}`); v.Action != pipeline.Allow {
+			t.Fatalf("attempt %d refused early: %+v", i, v)
+		}
+	}
+	if v := attempt("192.0.2.99", `{"username":"alice ","password":"y"}`); v.Action != pipeline.Deny {
+		t.Fatalf("fourth failure for one account from a new address: %+v", v)
+	}
+	// Another account is unaffected; a body without the field falls back to the address.
+	if v := attempt("192.0.2.99", `{"username":"bob"}`); v.Action != pipeline.Allow {
+		t.Fatalf("other account: %+v", v)
+	}
+	if jsonField([]byte(`{"username":12345}`), "username") != "12345" || jsonField([]byte(`[1]`), "username") != "" {
+		t.Fatal("jsonField")
+	}
+}
