@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/apiguard/apiguard/internal/checks/iplist"
+	"github.com/apiguard/apiguard/internal/checks/mtls"
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
 )
@@ -147,6 +148,7 @@ type CORS struct {
 type Checks struct {
 	IPList    *iplist.Config    `yaml:"iplist,omitempty"`
 	RateLimit *ratelimit.Config `yaml:"ratelimit,omitempty"`
+	MTLS      *mtls.Config      `yaml:"mtls,omitempty"`
 }
 
 // State selects the shared state backend.

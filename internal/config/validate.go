@@ -51,6 +51,7 @@ func (c *Config) Validate(errs *field.Errors, opts Options) {
 	c.validateUpstreams(errs, opts)
 	c.validateRoutes(errs, opts)
 	c.Checks.validate("checks", errs)
+	c.validateMTLS(errs)
 	c.State.validate(errs)
 	c.Events.validate(errs)
 	switch c.Log.Level {
@@ -290,6 +291,9 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.RateLimit != nil {
 		ch.RateLimit.Validate(field.Join(path, "ratelimit"), errs)
 	}
+	if ch.MTLS != nil {
+		ch.MTLS.Validate(field.Join(path, "mtls"), errs)
+	}
 }
 
 func (e *Events) validate(errs *field.Errors) {
@@ -355,6 +359,23 @@ func (s *State) validate(errs *field.Errors) {
 	for k, v := range map[string]Duration{"dial_timeout": s.Redis.DialTimeout, "read_timeout": s.Redis.ReadTimeout, "write_timeout": s.Redis.WriteTimeout} {
 		if v < 0 {
 			errs.Add(field.Join("state.redis", k), "must not be negative")
+		}
+	}
+}
+
+// validateMTLS: a route can only verify client certificates the listener
+// asked for.
+func (c *Config) validateMTLS(errs *field.Errors) {
+	requested := c.TLS != nil && c.TLS.ClientAuth != "" && c.TLS.ClientAuth != "none"
+	check := func(path string, ch *Checks) {
+		if ch.MTLS != nil && ch.MTLS.Mode != "off" && !requested {
+			errs.Add(path, "needs tls.client_auth: request, verify_if_given or require, so the listener asks clients for certificates")
+		}
+	}
+	check("checks.mtls", &c.Checks)
+	for i, r := range c.Routes {
+		if r != nil {
+			check(field.Join(field.Join(field.Index("routes", i), "checks"), "mtls"), &r.Checks)
 		}
 	}
 }

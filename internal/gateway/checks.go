@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/apiguard/apiguard/internal/checks/iplist"
+	"github.com/apiguard/apiguard/internal/checks/mtls"
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/pipeline"
@@ -38,6 +39,15 @@ var checkTable = []checkSpec{
 		configured: func(c *config.Checks) bool { return c.RateLimit != nil },
 		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
 			return buildRateLimit(c, d, true)
+		},
+	},
+	{
+		name:       "mtls",
+		phase:      pipeline.PhaseAuthenticate,
+		configured: func(c *config.Checks) bool { return c.MTLS != nil },
+		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := mtls.New(*c.MTLS)
+			return chk, c.MTLS.Options, err
 		},
 	},
 	{

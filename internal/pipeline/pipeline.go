@@ -101,10 +101,15 @@ type Identity struct {
 	APIKey      string // key name, never the secret
 	Scopes      []string
 	CertSubject string
-	App         string // attested app id
-	Device      string // attested device or installation id
-	JA4         string
-	JA4H        string
+	// CertSANs are the client certificate's DNS, URI, e-mail and IP names.
+	CertSANs []string
+	// CertThumbprint is base64url(SHA-256(DER)) of the client certificate,
+	// the x5t#S256 of RFC 8705 certificate-bound tokens.
+	CertThumbprint string
+	App            string // attested app id
+	Device         string // attested device or installation id
+	JA4            string
+	JA4H           string
 }
 
 // Request is the per-request scope shared by every check.
