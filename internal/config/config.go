@@ -6,7 +6,9 @@ package config
 import (
 	"net/netip"
 
+	"github.com/apiguard/apiguard/internal/checks/authz"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
+	"github.com/apiguard/apiguard/internal/checks/jwt"
 	"github.com/apiguard/apiguard/internal/checks/mtls"
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
@@ -149,6 +151,8 @@ type Checks struct {
 	IPList    *iplist.Config    `yaml:"iplist,omitempty"`
 	RateLimit *ratelimit.Config `yaml:"ratelimit,omitempty"`
 	MTLS      *mtls.Config      `yaml:"mtls,omitempty"`
+	JWT       *jwt.Config       `yaml:"jwt,omitempty"`
+	Authz     *authz.Config     `yaml:"authz,omitempty"`
 }
 
 // State selects the shared state backend.

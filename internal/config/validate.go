@@ -294,6 +294,12 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.MTLS != nil {
 		ch.MTLS.Validate(field.Join(path, "mtls"), errs)
 	}
+	if ch.JWT != nil {
+		ch.JWT.Validate(field.Join(path, "jwt"), errs)
+	}
+	if ch.Authz != nil {
+		ch.Authz.Validate(field.Join(path, "authz"), errs)
+	}
 }
 
 func (e *Events) validate(errs *field.Errors) {

@@ -2,8 +2,13 @@ package gateway
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 
+	"github.com/apiguard/apiguard/internal/checks/authz"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
+	"github.com/apiguard/apiguard/internal/checks/jwt"
 	"github.com/apiguard/apiguard/internal/checks/mtls"
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/config"
@@ -25,12 +30,34 @@ type checkSpec struct {
 	build func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error)
 }
 
-// deps are the shared services a check may need.
+// deps are the shared services a check may need, and the bookkeeping of
+// one runtime build.
 type deps struct {
-	state state.Backend
+	state  state.Backend
+	client *http.Client // outbound fetches (JWKS)
+	log    *slog.Logger
+	// global caches checks built from the global config, so every route
+	// that inherits a check shares one instance (one JWKS fetcher, one
+	// token cache).
+	global map[string]builtCheck
+	// closers are the built checks that own goroutines or connections;
+	// the runtime closes them when it is retired.
+	closers *[]io.Closer
 }
 
 var checkTable = []checkSpec{
+	{
+		name:       "jwt",
+		phase:      pipeline.PhaseAuthenticate,
+		configured: func(c *config.Checks) bool { return c.JWT != nil },
+		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := jwt.New(*c.JWT, d.client, d.log.With("check", "jwt"))
+			if err != nil {
+				return nil, pipeline.Options{}, err
+			}
+			return chk, c.JWT.Options, nil
+		},
+	},
 	{
 		// Policies whose key is known before authentication (IP, JA4,
 		// headers) refuse floods before any expensive check runs.
@@ -48,6 +75,15 @@ var checkTable = []checkSpec{
 		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
 			chk, err := mtls.New(*c.MTLS)
 			return chk, c.MTLS.Options, err
+		},
+	},
+	{
+		name:       "authz",
+		phase:      pipeline.PhaseAuthorize,
+		configured: func(c *config.Checks) bool { return c.Authz != nil },
+		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := authz.New(*c.Authz)
+			return chk, c.Authz.Options, err
 		},
 	},
 	{
@@ -108,7 +144,7 @@ func buildPipeline(global, route *config.Checks, mode pipeline.Mode, d deps, obs
 		if src == nil || !spec.configured(src) {
 			continue
 		}
-		chk, opts, err := spec.build(src, d)
+		chk, opts, err := buildCheck(spec, src, src == global, d)
 		if err != nil {
 			return nil, fmt.Errorf("check %s: %w", spec.name, err)
 		}
@@ -118,4 +154,30 @@ func buildPipeline(global, route *config.Checks, mode pipeline.Mode, d deps, obs
 		entries = append(entries, pipeline.Entry{Check: chk, Phase: spec.phase, Mode: opts.Mode, OnError: opts.OnError})
 	}
 	return pipeline.New(entries, mode, obs), nil
+}
+
+// buildCheck builds one check, reusing the instance built from the global
+// config when there is one.
+func buildCheck(spec checkSpec, src *config.Checks, fromGlobal bool, d deps) (pipeline.Check, pipeline.Options, error) {
+	if fromGlobal && d.global != nil {
+		if b, ok := d.global[spec.name]; ok {
+			return b.check, b.opts, nil
+		}
+	}
+	chk, opts, err := spec.build(src, d)
+	if err != nil || chk == nil {
+		return nil, opts, err
+	}
+	if c, ok := chk.(io.Closer); ok && d.closers != nil {
+		*d.closers = append(*d.closers, c)
+	}
+	if fromGlobal && d.global != nil {
+		d.global[spec.name] = builtCheck{chk, opts}
+	}
+	return chk, opts, nil
+}
+
+type builtCheck struct {
+	check pipeline.Check
+	opts  pipeline.Options
 }

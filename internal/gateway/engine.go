@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,7 @@ type Engine struct {
 	tls      bool         // the public listener terminates TLS
 	terminal http.Handler // middleware mode: every route ends here
 	state    state.Backend
+	client   *http.Client // for checks' own fetches (JWKS)
 }
 
 // EngineOptions configure an Engine.
@@ -60,7 +62,7 @@ type EngineOptions struct {
 
 // NewEngine builds an engine from a validated config.
 func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
-	e := &Engine{log: opts.Logger, events: opts.Events, tls: opts.TLS, terminal: opts.Terminal, metrics: newMetrics(opts.Version), state: opts.State}
+	e := &Engine{log: opts.Logger, events: opts.Events, tls: opts.TLS, terminal: opts.Terminal, metrics: newMetrics(opts.Version), state: opts.State, client: outboundClient()}
 	if e.state == nil {
 		var err error
 		if e.state, err = newStateBackend(cfg.State); err != nil {
@@ -483,3 +485,12 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Flush() { _ = http.NewResponseController(r.ResponseWriter).Flush() }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// outboundClient is used by checks that fetch (JWKS): bounded, no proxy
+// from the environment, TLS 1.2+.
+func outboundClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second,
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12},
+	}}
+}

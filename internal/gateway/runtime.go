@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"slices"
@@ -26,6 +27,7 @@ type runtime struct {
 	// the global checks in middleware mode.
 	fallback       *route
 	upstreams      map[string]*upstream
+	closers        []io.Closer // checks that own goroutines (JWKS refresh)
 	trusted        trustedProxies
 	maxHeaderBytes int
 	globalLimits   bodyLimits
@@ -64,7 +66,7 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 			json:    jsonlimit.Limits{MaxDepth: cfg.Limits.JSONMaxDepth, MaxElements: cfg.Limits.JSONMaxElements},
 		},
 	}
-	d := deps{state: e.state}
+	d := deps{state: e.state, client: e.client, log: e.log, global: map[string]builtCheck{}, closers: &rt.closers}
 	var err error
 	if rt.global, err = buildPipeline(&cfg.Checks, nil, cfg.Mode, d, e.metrics); err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
@@ -209,6 +211,9 @@ func (rt *runtime) match(host, path, method string) (*route, bool) {
 func (rt *runtime) close() {
 	for _, u := range rt.upstreams {
 		u.close()
+	}
+	for _, c := range rt.closers {
+		_ = c.Close()
 	}
 }
 

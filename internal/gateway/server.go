@@ -101,7 +101,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	s.health = newStateHealth(s.state, metricsOwner.reg)
-	s.engine = &Engine{log: opts.Logger, events: s.bus, tls: cfg.TLS != nil, metrics: metricsOwner, state: s.state}
+	s.engine = &Engine{log: opts.Logger, events: s.bus, tls: cfg.TLS != nil, metrics: metricsOwner, state: s.state, client: outboundClient()}
 	rt, err := s.engine.buildRuntime(cfg)
 	if err != nil {
 		s.closeStore()
