@@ -17,6 +17,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/gateway"
+	"github.com/apiguard/apiguard/internal/state"
 )
 
 // Options tune the middleware.
@@ -36,9 +38,10 @@ type Options struct {
 
 // Guard holds a loaded configuration; Wrap it around handlers.
 type Guard struct {
-	cfg  *config.Config
-	bus  *events.Bus
-	opts Options
+	cfg   *config.Config
+	bus   *events.Bus
+	state state.Backend // shared by every handler this guard wraps
+	opts  Options
 }
 
 // Load reads and validates a config file. The error lists every problem with
@@ -48,7 +51,7 @@ func Load(path string, opts Options) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newGuard(cfg, opts), nil
+	return newGuard(cfg, opts)
 }
 
 // Parse is Load for YAML bytes; name appears in error positions.
@@ -57,10 +60,10 @@ func Parse(name string, yaml []byte, opts Options) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newGuard(cfg, opts), nil
+	return newGuard(cfg, opts)
 }
 
-func newGuard(cfg *config.Config, opts Options) *Guard {
+func newGuard(cfg *config.Config, opts Options) (*Guard, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
@@ -69,14 +72,21 @@ func newGuard(cfg *config.Config, opts Options) *Guard {
 	bus.AddSink(events.NewLogSink(opts.Logger), func(e *events.Event) bool {
 		return e.Kind != events.KindRequest || logRequests
 	})
-	return &Guard{cfg: cfg, bus: bus, opts: opts}
+	st, err := gateway.NewStateBackend(cfg.State)
+	if err != nil {
+		_ = bus.Close(context.Background())
+		return nil, err
+	}
+	return &Guard{cfg: cfg, bus: bus, state: st, opts: opts}, nil
 }
 
 // Wrap returns next guarded by the pipeline. Denied requests get an RFC 9457
 // problem and never reach next.
 func (g *Guard) Wrap(next http.Handler) (http.Handler, error) {
-	return gateway.NewEngine(g.cfg, gateway.EngineOptions{Logger: g.opts.Logger, Events: g.bus, Terminal: next})
+	return gateway.NewEngine(g.cfg, gateway.EngineOptions{Logger: g.opts.Logger, Events: g.bus, Terminal: next, State: g.state})
 }
 
-// Close flushes pending events.
-func (g *Guard) Close(ctx context.Context) error { return g.bus.Close(ctx) }
+// Close flushes pending events and closes the state backend.
+func (g *Guard) Close(ctx context.Context) error {
+	return errors.Join(g.bus.Close(ctx), g.state.Close())
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/config"
+	"github.com/apiguard/apiguard/internal/config/field"
 	"github.com/apiguard/apiguard/internal/events"
 )
 
@@ -36,7 +38,12 @@ func cmdRateLimit(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	store, err := openEventStore(ctx, *file, *dataDir, *dsn)
-	if err != nil {
+	var cfgErr *field.ListError
+	switch {
+	case errors.As(err, &cfgErr):
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	case err != nil:
 		fmt.Fprintln(stderr, "apiguard ratelimit suggest:", err)
 		return exitRuntime
 	}

@@ -217,7 +217,11 @@ func (c *Config) validateRoutes(errs *field.Errors, opts Options) {
 		if !strings.HasPrefix(r.PathPrefix, "/") {
 			errs.Add(field.Join(path, "path_prefix"), "must start with /")
 		}
-		if strings.Contains(strings.TrimPrefix(r.Host, "["), ":") {
+		if strings.HasPrefix(r.Host, "[") && strings.HasSuffix(r.Host, "]") {
+			if _, err := netip.ParseAddr(r.Host[1 : len(r.Host)-1]); err != nil {
+				errs.Add(field.Join(path, "host"), "not an IPv6 address: %q", r.Host)
+			}
+		} else if strings.Contains(r.Host, ":") {
 			errs.Add(field.Join(path, "host"), "must not include a port: routes match the host name only")
 		} else if strings.ContainsAny(r.Host, "/ ") || strings.Count(r.Host, "*") > 1 || (strings.Contains(r.Host, "*") && !strings.HasPrefix(r.Host, "*.")) {
 			errs.Add(field.Join(path, "host"), "must be a host name or *.domain, not %q", r.Host)

@@ -307,6 +307,9 @@ func (e *Engine) limitBody(w http.ResponseWriter, r *http.Request, ex *exchange,
 				return e.refuse(w, ex, "limits", http.StatusRequestEntityTooLarge, "body-too-large", fmt.Sprintf("the request body exceeds %d bytes", lim.maxBody))
 			}
 			w.Header().Set("Connection", "close")
+			if isTimeout(err) {
+				return e.refuse(w, ex, "limits", http.StatusRequestTimeout, "request-timeout", "the request body was not received in time")
+			}
 			return e.refuse(w, ex, "limits", http.StatusBadRequest, "bad-request", "the request body could not be read")
 		}
 	}

@@ -81,8 +81,8 @@ routes:
 	if r.status != 200 || r.echo.Header.Get("X-User-Id") != "alice" {
 		t.Fatalf("own profile: %d, upstream X-User-Id %q", r.status, r.echo.Header.Get("X-User-Id"))
 	}
-	wantProblem(t, get(t, g.url+"/api/users/bob", auth(alice)...), 403, "forbidden")        // BOLA
-	if r := get(t, g.url+"/api/users/bob", auth(carol)...); r.status != 200 { // admins may
+	wantProblem(t, get(t, g.url+"/api/users/bob", auth(alice)...), 403, "forbidden") // BOLA
+	if r := get(t, g.url+"/api/users/bob", auth(carol)...); r.status != 200 {        // admins may
 		t.Fatalf("admin reading a profile: %d", r.status)
 	}
 	wantProblem(t, get(t, g.url+"/api/admin/users", auth(alice)...), 403, "forbidden") // function level

@@ -30,6 +30,12 @@ func (e *Engine) proxyError(r *route) func(http.ResponseWriter, *http.Request, e
 			e.refuse(w, ex, "limits", http.StatusRequestTimeout, "request-timeout", "the request was not received completely")
 			return
 		}
+		var cbe *clientBodyError
+		if errors.As(err, &cbe) && !errors.As(err, new(*http.MaxBytesError)) {
+			// The client's body failed mid-stream: its fault, not the upstream's.
+			e.refuse(w, ex, "limits", http.StatusRequestTimeout, "request-timeout", "the request body was not received completely")
+			return
+		}
 		var (
 			mbe    *http.MaxBytesError
 			status int
@@ -82,6 +88,7 @@ func (e *Engine) modifyResponse(r *route) func(*http.Response) error {
 		h := resp.Header
 		if ex != nil {
 			for k, vs := range ex.req.ResponseHeader {
+				h.Del(k) // the upstream's own field of that name, in any spelling
 				h[k] = vs
 			}
 		}

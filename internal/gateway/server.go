@@ -358,8 +358,8 @@ func restartOnly(old, cur *config.Config) []string {
 	if old.Admin != cur.Admin {
 		out = append(out, "admin")
 	}
-	if old.ForwardAuth != cur.ForwardAuth {
-		out = append(out, "forward_auth")
+	if old.ForwardAuth.Listen != cur.ForwardAuth.Listen {
+		out = append(out, "forward_auth.listen")
 	}
 	if old.DataDir != cur.DataDir {
 		out = append(out, "data_dir")

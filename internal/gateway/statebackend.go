@@ -13,6 +13,10 @@ import (
 	"github.com/apiguard/apiguard/internal/state"
 )
 
+// NewStateBackend opens the backend a config names (for embedders such as
+// the middleware, which own its lifecycle).
+func NewStateBackend(c config.State) (state.Backend, error) { return newStateBackend(c) }
+
 // newStateBackend opens the configured backend. Redis is not required to be
 // up: the client reconnects by itself and the health watch reports it.
 func newStateBackend(c config.State) (state.Backend, error) {

@@ -139,8 +139,20 @@ type trackedBody struct {
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		// The client's side failed (gone, stalled, over the limit), not
+		// the upstream's: mark it so the error handler can tell.
+		err = &clientBodyError{err}
+	}
+	return n, err
 }
+
+// clientBodyError is a failure reading the client's request body.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "client request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
 
 func (b *trackedBody) Close() error { return nil }
 

@@ -5,6 +5,7 @@ package problem
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -28,30 +29,49 @@ type Details struct {
 // titles gives the fixed title of each problem type the gateway emits.
 // Unknown slugs fall back to the HTTP status text.
 var titles = map[string]string{
-	"not-found":               "No route matches the request",
-	"method-not-allowed":      "Method not allowed on this route",
-	"body-too-large":          "Request body too large",
-	"headers-too-large":       "Request headers too large",
-	"json-too-deep":           "JSON body nested too deeply",
-	"json-too-many-elements":  "JSON body has too many elements",
-	"invalid-json":            "Request body is not valid JSON",
-	"bad-request":             "Malformed request",
-	"upstream-unavailable":    "Upstream unavailable",
-	"upstream-timeout":        "Upstream timed out",
-	"upstream-error":          "Upstream error",
-	"ip-denied":               "Client address is denied",
-	"ip-not-allowed":          "Client address is not allowed",
-	"check-error":             "Request could not be checked",
-	"cors-rejected":           "Cross-origin request not allowed",
-	"unauthorized":            "Authentication required",
-	"forbidden":               "Forbidden",
-	"rate-limited":            "Too many requests",
-	"too-many-connections":    "Too many connections",
-	"internal":                "Internal error",
-	"unsupported-media-type":  "Unsupported media type",
-	"request-timeout":         "Request timed out",
-	"service-unavailable":     "Service unavailable",
-	"forward-auth-bad-header": "Forward-auth request is malformed",
+	"not-found":                      "No route matches the request",
+	"method-not-allowed":             "Method not allowed on this route",
+	"body-too-large":                 "Request body too large",
+	"headers-too-large":              "Request headers too large",
+	"json-too-deep":                  "JSON body nested too deeply",
+	"json-too-many-elements":         "JSON body has too many elements",
+	"invalid-json":                   "Request body is not valid JSON",
+	"bad-request":                    "Malformed request",
+	"upstream-unavailable":           "Upstream unavailable",
+	"upstream-timeout":               "Upstream timed out",
+	"upstream-error":                 "Upstream error",
+	"ip-denied":                      "Client address is denied",
+	"ip-not-allowed":                 "Client address is not allowed",
+	"check-error":                    "Request could not be checked",
+	"cors-rejected":                  "Cross-origin request not allowed",
+	"unauthorized":                   "Authentication required",
+	"forbidden":                      "Forbidden",
+	"rate-limited":                   "Too many requests",
+	"too-many-connections":           "Too many connections",
+	"internal":                       "Internal error",
+	"unsupported-media-type":         "Unsupported media type",
+	"request-timeout":                "Request timed out",
+	"service-unavailable":            "Service unavailable",
+	"forward-auth-bad-header":        "Forward-auth request is malformed",
+	"rate-limit-unavailable":         "Rate limits unavailable",
+	"token-malformed":                "Malformed token",
+	"token-algorithm":                "Token algorithm not allowed",
+	"token-signature":                "Invalid token signature",
+	"token-invalid":                  "Invalid token",
+	"token-expired":                  "Token expired",
+	"token-not-yet-valid":            "Token not yet valid",
+	"token-issuer":                   "Unknown token issuer",
+	"token-audience":                 "Token not meant for this API",
+	"token-claims":                   "Token lacks required claims",
+	"token-not-bound":                "Token not bound to a certificate",
+	"token-binding-mismatch":         "Token bound to another certificate",
+	"client-certificate-required":    "Client certificate required",
+	"client-certificate-invalid":     "Client certificate not trusted",
+	"client-certificate-not-allowed": "Client certificate not allowed",
+	"api-key-invalid":                "Invalid API key",
+	"api-key-revoked":                "API key revoked",
+	"api-key-expired":                "API key expired",
+	"insufficient-scope":             "Insufficient scope",
 }
 
 // Title returns the title for a slug.
@@ -67,25 +87,33 @@ func New(status int, slug, detail, instance string) Details {
 	return Details{Type: TypePrefix + slug, Title: Title(slug, status), Status: status, Detail: detail, Instance: instance}
 }
 
-// MarshalJSON adds Extra members beside the standard ones.
+// MarshalJSON writes the standard members first, in RFC 9457 order, then
+// the Extra members (sorted), none of which may shadow a standard one.
 func (d Details) MarshalJSON() ([]byte, error) {
 	type plain Details
 	b, err := json.Marshal(plain(d))
 	if err != nil || len(d.Extra) == 0 {
 		return b, err
 	}
-	m := make(map[string]any, len(d.Extra)+5)
-	for k, v := range d.Extra {
-		m[k] = v
+	keys := make([]string, 0, len(d.Extra))
+	for k := range d.Extra {
+		switch k {
+		case "type", "title", "status", "detail", "instance":
+			continue
+		}
+		keys = append(keys, k)
 	}
-	m["type"], m["title"], m["status"] = d.Type, d.Title, d.Status
-	if d.Detail != "" {
-		m["detail"] = d.Detail
+	slices.Sort(keys)
+	out := b[:len(b)-1] // drop the closing brace
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		vb, err := json.Marshal(d.Extra[k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(append(append(out, ','), kb...), ':'), vb...)
 	}
-	if d.Instance != "" {
-		m["instance"] = d.Instance
-	}
-	return json.Marshal(m)
+	return append(out, '}'), nil
 }
 
 // Write sends the problem. Extra headers (Retry-After, WWW-Authenticate, Allow)

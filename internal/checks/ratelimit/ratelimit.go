@@ -97,7 +97,7 @@ func Build(cfg Config, backend state.Backend) (early, late *Limiter, err error) 
 		pc := &cfg.Policies[i]
 		p := &policy{name: pc.Name, methods: pc.Methods, paths: pc.Paths, countStatus: slices.Clone(pc.CountStatus),
 			concurrency: int64(pc.Concurrency), monitor: pc.Mode == pipeline.ModeMonitor,
-			failOpen: pc.OnError != pipeline.OnErrorDeny, headers: defaultHeaders}
+			failOpen: policyOnError(pc.OnError, cfg.OnError) != pipeline.OnErrorDeny, headers: defaultHeaders}
 		if pc.Headers != nil {
 			p.headers = *pc.Headers
 		}
@@ -450,4 +450,16 @@ func jsonField(body []byte, name string) string {
 		return n.String()
 	}
 	return ""
+}
+
+// policyOnError: a policy's own on_error, else the check's, else allow (a
+// state backend outage must not take the API down unless asked to).
+func policyOnError(policy, check pipeline.OnError) pipeline.OnError {
+	switch {
+	case policy != "":
+		return policy
+	case check != "":
+		return check
+	}
+	return pipeline.OnErrorAllow
 }
