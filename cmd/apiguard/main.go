@@ -43,6 +43,7 @@ Usage:
   apiguard check -c apiguard.yaml        validate a config file
   apiguard demo                          sample shop API behind the gateway with simulated clients
   apiguard ratelimit suggest             per-client rates seen per route, and suggested limits
+  apiguard apikey create|list|revoke     manage API keys (shown once, stored hashed)
   apiguard version                       print the version
 
 Run 'apiguard COMMAND --help' for a command's flags.
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "ratelimit":
 		return cmdRateLimit(args[1:], stdout, stderr)
+	case "apikey":
+		return cmdAPIKey(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "apiguard %s\n", version)
 		return exitOK

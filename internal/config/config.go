@@ -6,6 +6,7 @@ package config
 import (
 	"net/netip"
 
+	"github.com/apiguard/apiguard/internal/checks/apikey"
 	"github.com/apiguard/apiguard/internal/checks/authz"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
 	"github.com/apiguard/apiguard/internal/checks/jwt"
@@ -153,6 +154,7 @@ type Checks struct {
 	MTLS      *mtls.Config      `yaml:"mtls,omitempty"`
 	JWT       *jwt.Config       `yaml:"jwt,omitempty"`
 	Authz     *authz.Config     `yaml:"authz,omitempty"`
+	APIKey    *apikey.Config    `yaml:"apikey,omitempty"`
 }
 
 // State selects the shared state backend.

@@ -52,6 +52,7 @@ func (c *Config) Validate(errs *field.Errors, opts Options) {
 	c.validateRoutes(errs, opts)
 	c.Checks.validate("checks", errs)
 	c.validateMTLS(errs)
+	c.validateAPIKeys(errs)
 	c.State.validate(errs)
 	c.Events.validate(errs)
 	switch c.Log.Level {
@@ -304,6 +305,9 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.Authz != nil {
 		ch.Authz.Validate(field.Join(path, "authz"), errs)
 	}
+	if ch.APIKey != nil {
+		ch.APIKey.Validate(field.Join(path, "apikey"), errs)
+	}
 }
 
 func (e *Events) validate(errs *field.Errors) {
@@ -387,5 +391,16 @@ func (c *Config) validateMTLS(errs *field.Errors) {
 		if r != nil {
 			check(field.Join(field.Join(field.Index("routes", i), "checks"), "mtls"), &r.Checks)
 		}
+	}
+}
+
+// validateAPIKeys: keys live in the event-store database.
+func (c *Config) validateAPIKeys(errs *field.Errors) {
+	uses := c.Checks.APIKey != nil
+	for _, r := range c.Routes {
+		uses = uses || (r != nil && r.Checks.APIKey != nil)
+	}
+	if uses && c.Events.Store.Driver == "none" {
+		errs.Add("events.store.driver", "the apikey check keeps its keys in the event store: use sqlite or postgres, not none")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/apiguard/apiguard/internal/checks/apikey"
 	"github.com/apiguard/apiguard/internal/checks/authz"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
 	"github.com/apiguard/apiguard/internal/checks/jwt"
@@ -34,6 +35,7 @@ type checkSpec struct {
 // one runtime build.
 type deps struct {
 	state  state.Backend
+	keys   *lazyKeys    // API keys, shared across routes and reloads
 	client *http.Client // outbound fetches (JWKS)
 	log    *slog.Logger
 	// global caches checks built from the global config, so every route
@@ -66,6 +68,18 @@ var checkTable = []checkSpec{
 		configured: func(c *config.Checks) bool { return c.RateLimit != nil },
 		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
 			return buildRateLimit(c, d, true)
+		},
+	},
+	{
+		name:       "apikey",
+		phase:      pipeline.PhaseAuthenticate,
+		configured: func(c *config.Checks) bool { return c.APIKey != nil },
+		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
+			keys, err := d.keys.get()
+			if err != nil {
+				return nil, pipeline.Options{}, err
+			}
+			return apikey.New(*c.APIKey, keys), c.APIKey.Options, nil
 		},
 	},
 	{

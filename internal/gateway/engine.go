@@ -46,6 +46,7 @@ type Engine struct {
 	terminal http.Handler // middleware mode: every route ends here
 	state    state.Backend
 	client   *http.Client // for checks' own fetches (JWKS)
+	keys     *lazyKeys
 }
 
 // EngineOptions configure an Engine.
@@ -69,6 +70,7 @@ func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
 			return nil, fmt.Errorf("state: %w", err)
 		}
 	}
+	e.keys = newLazyKeys(cfg, e.state, e.log)
 	if e.log == nil {
 		e.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}

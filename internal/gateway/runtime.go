@@ -66,7 +66,7 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 			json:    jsonlimit.Limits{MaxDepth: cfg.Limits.JSONMaxDepth, MaxElements: cfg.Limits.JSONMaxElements},
 		},
 	}
-	d := deps{state: e.state, client: e.client, log: e.log, global: map[string]builtCheck{}, closers: &rt.closers}
+	d := deps{state: e.state, keys: e.keys, client: e.client, log: e.log, global: map[string]builtCheck{}, closers: &rt.closers}
 	var err error
 	if rt.global, err = buildPipeline(&cfg.Checks, nil, cfg.Mode, d, e.metrics); err != nil {
 		return nil, fmt.Errorf("checks: %w", err)

@@ -101,7 +101,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	s.health = newStateHealth(s.state, metricsOwner.reg)
-	s.engine = &Engine{log: opts.Logger, events: s.bus, tls: cfg.TLS != nil, metrics: metricsOwner, state: s.state, client: outboundClient()}
+	s.engine = &Engine{log: opts.Logger, events: s.bus, tls: cfg.TLS != nil, metrics: metricsOwner, state: s.state, client: outboundClient(),
+		keys: newLazyKeys(cfg, s.state, opts.Logger)}
 	rt, err := s.engine.buildRuntime(cfg)
 	if err != nil {
 		s.closeStore()
@@ -303,6 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.closeStore()
 	s.engine.rt.Load().close()
+	s.engine.keys.close()
 	if err := s.state.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("state: %w", err))
 	}
