@@ -211,8 +211,11 @@ type EventStore struct {
 	DSN string `yaml:"dsn"`
 	// Retention deletes events older than this (default 168h).
 	Retention Duration `yaml:"retention"`
-	// Requests stores every request event, not only verdicts (default true).
-	Requests *bool `yaml:"requests"`
+	// Requests says how request events are kept: rollup (default: counts
+	// per 10 s, route, client, status and decision, so the store's cost
+	// stays flat under floods), all (one row per request) or none.
+	// Verdicts are always kept one by one.
+	Requests string `yaml:"requests"`
 }
 
 // Logging configures the process log.

@@ -56,7 +56,7 @@ func defaults() *config.Config {
 			Store: config.EventStore{
 				Driver:    "sqlite",
 				Retention: config.Duration(168 * time.Hour),
-				Requests:  ptr(true),
+				Requests:  "rollup",
 			},
 		},
 		Log:   config.Logging{Level: "info", Format: "json"},
@@ -93,7 +93,7 @@ func TestApplyDefaultsKeepsSetValues(t *testing.T) {
 		Listen: ":80",
 		Mode:   pipeline.ModeMonitor,
 		Limits: config.Limits{MaxBodyBytes: 1 << 20, JSONMaxDepth: 8, MaxConnsPerIP: -1, UpstreamTimeout: config.Duration(time.Second)},
-		Events: config.Events{Store: config.EventStore{Driver: "none", Requests: ptr(false)}},
+		Events: config.Events{Store: config.EventStore{Driver: "none", Requests: "none"}},
 		Log:    config.Logging{Level: "debug", Format: "text"},
 		State:  config.State{Backend: "memory"},
 	}
@@ -106,7 +106,7 @@ func TestApplyDefaultsKeepsSetValues(t *testing.T) {
 	want.Limits.MaxConnsPerIP = -1
 	want.Limits.UpstreamTimeout = config.Duration(time.Second)
 	want.Events.Store.Driver = "none"
-	want.Events.Store.Requests = ptr(false)
+	want.Events.Store.Requests = "none"
 	want.Log = config.Logging{Level: "debug", Format: "text"}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("ApplyDefaults (-want +got):\n%s", diff)

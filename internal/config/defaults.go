@@ -82,8 +82,8 @@ func (c *Config) ApplyDefaults() {
 		e.Store.Driver = "sqlite"
 	}
 	setDur(&e.Store.Retention, 7*24*time.Hour)
-	if e.Store.Requests == nil {
-		e.Store.Requests = ptr(true)
+	if e.Store.Requests == "" {
+		e.Store.Requests = "rollup"
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"

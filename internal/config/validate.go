@@ -323,6 +323,11 @@ func (e *Events) validate(errs *field.Errors) {
 	default:
 		errs.Add("events.store.driver", "must be sqlite, postgres or none, not %q", e.Store.Driver)
 	}
+	switch e.Store.Requests {
+	case "rollup", "all", "none":
+	default:
+		errs.Add("events.store.requests", "must be rollup, all or none, not %q", e.Store.Requests)
+	}
 	if e.Store.Retention < 0 {
 		errs.Add("events.store.retention", "must not be negative")
 	}

@@ -92,6 +92,17 @@ func (s *postgresStore) Write(ctx context.Context, batch []Event) error {
 	return nil
 }
 
+func (s *postgresStore) WriteRollups(ctx context.Context, rows []Rollup) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) { return rollupArgs(&rows[i]), nil })
+	if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"request_rollups"}, rollupColumnList, src); err != nil {
+		return fmt.Errorf("events: postgres rollups: %w", err)
+	}
+	return nil
+}
+
 func (s *postgresStore) Query(ctx context.Context, f Filter) ([]Event, error) {
 	q, args := f.querySQL(dollar)
 	rows, err := s.pool.Query(ctx, q, args...)
@@ -144,6 +155,10 @@ func (s *postgresStore) Prune(ctx context.Context, before time.Time) (int64, err
 		n := tag.RowsAffected()
 		total += n
 		if n < int64(s.pruneChunk) {
+			// Rollups age out with the events (not counted: they are not events).
+			if _, err := s.pool.Exec(ctx, "DELETE FROM request_rollups WHERE bucket_ns < $1", unixNano(before)); err != nil {
+				return total, fmt.Errorf("events: prune rollups: %w", err)
+			}
 			return total, nil
 		}
 	}

@@ -166,6 +166,31 @@ func (s *sqliteStore) Write(ctx context.Context, batch []Event) error {
 	return nil
 }
 
+func (s *sqliteStore) WriteRollups(ctx context.Context, rows []Rollup) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("events: sqlite rollups: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO request_rollups ("+rollupColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	if err != nil {
+		return fmt.Errorf("events: sqlite rollups: %w", err)
+	}
+	defer stmt.Close()
+	for i := range rows {
+		if _, err := stmt.ExecContext(ctx, rollupArgs(&rows[i])...); err != nil {
+			return fmt.Errorf("events: sqlite rollups: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("events: sqlite rollups: commit: %w", err)
+	}
+	return nil
+}
+
 func (s *sqliteStore) Query(ctx context.Context, f Filter) ([]Event, error) {
 	q, args := f.querySQL(questionMark)
 	rows, err := s.db.QueryContext(ctx, q, args...)
@@ -221,6 +246,10 @@ func (s *sqliteStore) Prune(ctx context.Context, before time.Time) (int64, error
 		}
 		total += n
 		if n < int64(s.pruneChunk) {
+			// Rollups age out with the events (not counted: they are not events).
+			if _, err := s.db.ExecContext(ctx, "DELETE FROM request_rollups WHERE bucket_ns < ?", unixNano(before)); err != nil {
+				return total, fmt.Errorf("events: prune rollups: %w", err)
+			}
 			return total, nil
 		}
 	}

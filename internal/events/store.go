@@ -21,8 +21,11 @@ type Store interface {
 	// Prune deletes events whose Time is before before and says how many.
 	Prune(ctx context.Context, before time.Time) (int64, error)
 	// Rates counts matching events per route, client address and time
-	// bucket of the given width, aggregated in the database.
+	// bucket of the given width, aggregated in the database; request events
+	// kept as rollups count too.
 	Rates(ctx context.Context, f Filter, window time.Duration) ([]RateBucket, error)
+	// WriteRollups stores aggregated request counts.
+	WriteRollups(ctx context.Context, rows []Rollup) error
 	Close() error
 }
 
@@ -125,6 +128,25 @@ func migrations(idColumn string) []migration {
 		stmts: append([]string{
 			"CREATE TABLE IF NOT EXISTS events (\n\tid " + idColumn + "," + columnDefs + "\n)",
 		}, indexDefs...),
+	}, {
+		version: 2,
+		name:    "create request_rollups",
+		stmts: []string{
+			`CREATE TABLE IF NOT EXISTS request_rollups (
+	bucket_ns      BIGINT  NOT NULL,
+	route          TEXT    NOT NULL DEFAULT '',
+	client_ip      TEXT    NOT NULL DEFAULT '',
+	method         TEXT    NOT NULL DEFAULT '',
+	status         INTEGER NOT NULL DEFAULT 0,
+	action         TEXT    NOT NULL DEFAULT '',
+	count          BIGINT  NOT NULL,
+	latency_sum_ns BIGINT  NOT NULL DEFAULT 0,
+	latency_max_ns BIGINT  NOT NULL DEFAULT 0
+)`,
+			`CREATE INDEX IF NOT EXISTS request_rollups_bucket ON request_rollups (bucket_ns)`,
+			`CREATE INDEX IF NOT EXISTS request_rollups_route_bucket ON request_rollups (route, bucket_ns)`,
+			`CREATE INDEX IF NOT EXISTS request_rollups_client_bucket ON request_rollups (client_ip, bucket_ns)`,
+		},
 	}}
 }
 
@@ -201,8 +223,58 @@ func (f Filter) ratesSQL(ph placeholder, window time.Duration) (string, []any) {
 	w, args := f.where(ph)
 	// The window is our own integer, so it is written into the SQL: a bind
 	// parameter before the WHERE clause's would break positional "?".
-	return "SELECT route, client_ip, time_ns / " + strconv.FormatInt(int64(window), 10) + " AS bucket, count(*) FROM events" + w +
-		" GROUP BY route, client_ip, bucket", args
+	win := strconv.FormatInt(int64(window), 10)
+	q := "SELECT route, client_ip, time_ns / " + win + " AS bucket, count(*) AS n FROM events" + w + " GROUP BY route, client_ip, bucket"
+	if f.wantsRequests() {
+		rw, rargs := f.rollupWhere(ph, len(args))
+		args = append(args, rargs...)
+		q = "SELECT route, client_ip, bucket, sum(n) FROM (" + q +
+			" UNION ALL SELECT route, client_ip, bucket_ns / " + win + " AS bucket, sum(count) AS n FROM request_rollups" + rw +
+			" GROUP BY route, client_ip, bucket) AS u GROUP BY route, client_ip, bucket"
+	}
+	return q, args
+}
+
+// wantsRequests reports whether request events (and so rollups) match f.
+func (f Filter) wantsRequests() bool {
+	if len(f.Kinds) == 0 {
+		return f.Check == "" && f.Reason == "" && f.RequestID == ""
+	}
+	for _, k := range f.Kinds {
+		if k == KindRequest {
+			return f.Check == "" && f.Reason == "" && f.RequestID == ""
+		}
+	}
+	return false
+}
+
+// rollupWhere is where() for the rollup table (its columns are a subset),
+// numbering bind parameters after the first n.
+func (f Filter) rollupWhere(ph placeholder, n int) (string, []any) {
+	var conds []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, strings.Replace(cond, "?", ph(n+len(args)), 1))
+	}
+	if !f.Since.IsZero() {
+		add("bucket_ns >= ?", f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		add("bucket_ns < ?", f.Until.UnixNano())
+	}
+	for _, c := range []struct{ col, v string }{{"route", f.Route}, {"client_ip", f.ClientIP}, {"action", f.Action}} {
+		if c.v != "" {
+			add(c.col+" = ?", c.v)
+		}
+	}
+	if f.NotAction != "" {
+		add("action <> ?", f.NotAction)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
 }
 
 func (f Filter) countSQL(ph placeholder) (string, []any) {
@@ -340,4 +412,12 @@ func collectRates(r rows, window time.Duration) ([]RateBucket, error) {
 		out = append(out, b)
 	}
 	return out, r.Err()
+}
+
+const rollupColumns = "bucket_ns, route, client_ip, method, status, action, count, latency_sum_ns, latency_max_ns"
+
+var rollupColumnList = strings.Split(strings.ReplaceAll(rollupColumns, " ", ""), ",")
+
+func rollupArgs(r *Rollup) []any {
+	return []any{r.Start.UnixNano(), r.Route, r.ClientIP, r.Method, int64(r.Status), r.Action, r.Count, int64(r.LatencySum), int64(r.LatencyMax)}
 }

@@ -298,8 +298,8 @@ func TestStoreMigrationsIdempotentAndReopenKeepsData(t *testing.T) {
 		if got[0].ID <= got[1].ID {
 			t.Errorf("ID after reopen %d not above %d", got[0].ID, got[1].ID)
 		}
-		if n := countMigrations(t, s2); n != 1 {
-			t.Errorf("schema_migrations has %d rows, want 1", n)
+		if n, want := countMigrations(t, s2), len(migrations("")); n != want {
+			t.Errorf("schema_migrations has %d rows, want %d (one per migration, applied once)", n, want)
 		}
 	})
 }
@@ -483,6 +483,54 @@ func TestStoreRates(t *testing.T) {
 		}
 		if diff := cmp.Diff(want, m, cmp.AllowUnexported(key{})); diff != "" {
 			t.Errorf("rates (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestRollups(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s Store, _ func() Store) {
+		ctx := context.Background()
+		base := time.Unix(1_699_999_980, 0)
+		now := base
+		sink := NewRollupSink(s, 10*time.Second)
+		sink.now = func() time.Time { return now }
+		var batch []Event
+		for i := range 1000 { // a flood from one client: one rollup row per bucket
+			batch = append(batch, Event{Time: base.Add(time.Duration(i) * 15 * time.Millisecond), Kind: KindRequest, Route: "api",
+				ClientIP: "192.0.2.1", Method: "GET", Status: 200, Action: "allow", Latency: time.Millisecond})
+		}
+		batch = append(batch,
+			Event{Time: base, Kind: KindRequest, Route: "api", ClientIP: "192.0.2.2", Status: 429, Action: "deny"},
+			Event{Time: base, Kind: KindVerdict, Route: "api", ClientIP: "192.0.2.2", Check: "ratelimit", Action: "deny", Reason: "rate-limited"})
+		if err := sink.Write(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		// The verdict is stored at once, one row; requests wait for their bucket.
+		if n, _ := s.Count(ctx, Filter{}); n != 1 {
+			t.Fatalf("raw rows after Write: %d, want the verdict only", n)
+		}
+		now = base.Add(time.Minute)
+		if err := sink.FlushComplete(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Rates(ctx, Filter{Kinds: []Kind{KindRequest}, NotAction: "deny"}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].ClientIP != "192.0.2.1" || got[0].Count != 1000 {
+			t.Fatalf("rates from rollups: %+v", got)
+		}
+		// Verdict-only filters do not count rollups.
+		got, _ = s.Rates(ctx, Filter{Kinds: []Kind{KindVerdict}}, time.Minute)
+		if len(got) != 1 || got[0].Count != 1 {
+			t.Fatalf("verdict rates: %+v", got)
+		}
+		if _, err := s.Prune(ctx, base.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Rates(ctx, Filter{}, time.Minute); len(got) != 0 {
+			t.Fatalf("rollups survived prune: %+v", got)
 		}
 	})
 }

@@ -53,6 +53,7 @@ type Server struct {
 	engine   *Engine
 	bus      *events.Bus
 	store    events.Store
+	rollups  *events.RollupSink // nil unless request events are kept as rollups
 	state    state.Backend
 	health   *stateHealth
 	token    []byte // SHA-256 of the admin token
@@ -133,8 +134,15 @@ func (s *Server) openStore(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("events.store: %w", err)
 	}
-	storeRequests := *st.Requests
-	s.bus.AddSink(s.store, func(e *events.Event) bool { return e.Kind != events.KindRequest || storeRequests })
+	switch st.Requests {
+	case "all":
+		s.bus.AddSink(s.store, nil)
+	case "none":
+		s.bus.AddSink(s.store, func(e *events.Event) bool { return e.Kind != events.KindRequest })
+	default:
+		s.rollups = events.NewRollupSink(s.store, events.DefaultRollupBucket)
+		s.bus.AddSink(s.rollups, nil)
+	}
 	return nil
 }
 
@@ -234,6 +242,22 @@ func (s *Server) Start(ctx context.Context) error {
 		s.serve("forward_auth", fa, fln)
 	}
 	go s.health.watch(ctx, time.Second, s.log, s.bus)
+	if s.rollups != nil {
+		go func() { // write finished buckets even when traffic stops
+			t := time.NewTicker(events.DefaultRollupBucket)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := s.rollups.FlushComplete(ctx); err != nil && ctx.Err() == nil {
+						s.log.Warn("events: writing request rollups failed", "error", err.Error())
+					}
+				}
+			}
+		}()
+	}
 	if s.store != nil {
 		go events.StartRetention(ctx, s.store, cfg.Events.Store.Retention.Std(), time.Hour, s.log)
 	}
@@ -301,6 +325,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.bus.Publish(events.Event{Time: time.Now(), Kind: events.KindSystem, Reason: "stopped"})
 	if err := s.bus.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("events: flush: %w", err))
+	}
+	if s.rollups != nil {
+		if err := s.rollups.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("events: rollups: %w", err))
+		}
 	}
 	s.closeStore()
 	s.engine.rt.Load().close()
