@@ -292,8 +292,8 @@ func TestProfilesRender(t *testing.T) {
 				if cfg.Events.Store.Driver != "sqlite" || ipl == nil || !slices.Equal(ipl.Deny, []string{"203.0.113.0/24"}) {
 					t.Errorf("limits-events: driver %q iplist %+v", cfg.Events.Store.Driver, ipl)
 				}
-				if cfg.Events.Store.Requests == nil || !*cfg.Events.Store.Requests {
-					t.Errorf("limits-events: the store must keep every request event")
+				if cfg.Events.Store.Requests != "rollup" {
+					t.Errorf("limits-events: the store must keep request events as rollups (the default), not %q", cfg.Events.Store.Requests)
 				}
 			}
 		})

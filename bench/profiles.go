@@ -48,13 +48,25 @@ log: {level: warn}
 	},
 	{
 		name: "limits-events",
-		desc: "default limits, iplist deny check on the route, SQLite event store storing every request",
+		desc: "default limits, iplist deny check on the route, SQLite event store with its defaults (request rollups, verdict rows)",
 		yaml: profileHead + `routes:
   - name: api
     path_prefix: /
     upstream: app
     checks: {iplist: {deny: [203.0.113.0/24]}}
 events: {store: {driver: sqlite}}
+log: {level: warn}
+`,
+	},
+	{
+		name: "events-all",
+		desc: "limits-events storing one SQLite row per request (events.store.requests: all), for comparison",
+		yaml: profileHead + `routes:
+  - name: api
+    path_prefix: /
+    upstream: app
+    checks: {iplist: {deny: [203.0.113.0/24]}}
+events: {store: {driver: sqlite, requests: all}}
 log: {level: warn}
 `,
 	},
