@@ -457,7 +457,7 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 func suggest(s string, fields map[string]reflect.Type) string {
 	best, bestD := "", -1
 	for k := range fields {
-		d := editDistance(s, k)
+		d := field.Distance(s, k)
 		if d > max(2, max(len(s), len(k))/3) {
 			continue
 		}
@@ -469,24 +469,4 @@ func suggest(s string, fields map[string]reflect.Type) string {
 		return ""
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -336,7 +336,7 @@ func (e *Events) validate(errs *field.Errors) {
 func closest(s string, options []string) string {
 	best, bestD := "", 3
 	for _, o := range options {
-		if d := editDistance(s, o); d < bestD {
+		if d := field.Distance(s, o); d < bestD {
 			best, bestD = o, d
 		}
 	}

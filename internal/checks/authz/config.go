@@ -2,7 +2,6 @@ package authz
 
 import (
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -292,32 +291,11 @@ func suggest(name string) string {
 			cand = strings.Split(v.name, ".")[0]
 			ref = parts[0]
 		}
-		if d := distance(ref, cand); d < bestD && d > 0 {
+		if d := field.Distance(ref, cand); d < bestD && d > 0 {
 			best, bestD = cand+name[len(ref):], d
 		}
 	}
 	return best
-}
-
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Validate reports every invalid field under path. It compiles and
@@ -337,14 +315,14 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 		switch {
 		case r.Name == "":
 			errs.Add(field.Join(at, "name"), "required")
-		case !validName(r.Name):
+		case !field.ValidName(r.Name):
 			errs.Add(field.Join(at, "name"), "must be letters, digits, - and _")
 		case names[r.Name]:
 			errs.Add(field.Join(at, "name"), "duplicate rule name %q", r.Name)
 		}
 		names[r.Name] = true
 		for j, m := range r.Methods {
-			if !validMethod(m) {
+			if !field.ValidMethod(m) {
 				errs.Add(field.Index(field.Join(at, "methods"), j), "not an upper-case HTTP method: %q", m)
 			}
 		}
@@ -386,25 +364,4 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 			checkExpr("deny", r.Deny)
 		}
 	}
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func validMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-		return true
-	}
-	return false
 }

@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"fmt"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -115,7 +114,7 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 		switch {
 		case p.Name == "":
 			errs.Add(field.Join(at, "name"), "required")
-		case !validName(p.Name):
+		case !field.ValidName(p.Name):
 			errs.Add(field.Join(at, "name"), "must be letters, digits, - and _ (it appears in response headers)")
 		case names[p.Name]:
 			errs.Add(field.Join(at, "name"), "duplicate policy name %q", p.Name)
@@ -144,7 +143,7 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 			if err == nil && l.Burst > 0 && l.Burst > count*1000 {
 				errs.Add(field.Join(lp, "burst"), "%d is more than 1000 periods' worth of %s", l.Burst, l.Rate)
 			}
-			if l.Name != "" && !validName(l.Name) {
+			if l.Name != "" && !field.ValidName(l.Name) {
 				errs.Add(field.Join(lp, "name"), "must be letters, digits, - and _")
 			}
 		}
@@ -155,7 +154,7 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 			errs.Add(field.Join(at, "concurrency"), "must not be negative")
 		}
 		for j, m := range p.Methods {
-			if strings.ToUpper(m) != m || !validMethod(m) {
+			if strings.ToUpper(m) != m || !field.ValidMethod(m) {
 				errs.Add(field.Index(field.Join(at, "methods"), j), "not an upper-case HTTP method: %q", m)
 			}
 		}
@@ -171,26 +170,6 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 		}
 		pipeline.Options{Mode: p.Mode, OnError: p.OnError}.Validate(at, errs)
 	}
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func validMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
-		return true
-	}
-	return false
 }
 
 // costContentBytes marks the content-bytes cost unit.
