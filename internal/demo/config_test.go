@@ -66,7 +66,7 @@ func TestDemoConfig(t *testing.T) {
 			t.Errorf("route %s goes to %q", r.Name, r.Upstream)
 		}
 	}
-	if want := []string{"login", "admin", "jwks", "api"}; !slices.Equal(names, want) {
+	if want := []string{"login", "admin", "users", "orders", "transfer", "jwks", "api"}; !slices.Equal(names, want) {
 		t.Errorf("routes %v, want %v", names, want)
 	}
 	if l := route(t, cfg, "login"); l.PathPrefix != "/api/login" || !slices.Equal(l.Methods, []string{"POST"}) {

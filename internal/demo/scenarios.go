@@ -31,6 +31,8 @@ func DefaultScenarios() []Scenario {
 		{Name: "hefty-requests", Kind: Attack, Description: "oversized, deeply nested and malformed JSON bodies", Run: runHefty},
 		{Name: "flood", Kind: Attack, Description: "one address requests the catalog as fast as it can", Run: runFlood},
 		{Name: "password-guessing", Kind: Attack, Description: "one address guesses alice's password a few times a second", Run: runPasswordGuessing},
+		{Name: "token-forgery", Kind: Attack, Description: "self-signed, alg:none and garbage tokens against profiles and orders", Run: runTokenForgery},
+		{Name: "bola-profiles", Kind: Attack, Description: "a signed-in customer walks other customers' profiles", Run: runBOLAProfiles},
 	}
 }
 
@@ -164,7 +166,7 @@ func shopperVisits(ctx context.Context, c *Client, p shopperProfile) {
 // expired drops a token the shop no longer accepts, so the next visit signs
 // in again.
 func expired(a *Agent, r Response) {
-	if r.Status == http.StatusUnauthorized && !r.Denied {
+	if r.Status == http.StatusUnauthorized && (!r.Denied || r.Reason == "token-expired") {
 		a.SetToken("")
 	}
 }
@@ -406,5 +408,54 @@ func runPasswordGuessing(ctx context.Context, c *Client) {
 		a.Login(ctx, "alice", guessPasswords[i%len(guessPasswords)])
 		a.SetToken("")
 		think(ctx, 150*time.Millisecond, 400*time.Millisecond)
+	}
+}
+
+// ---- token-forgery (attack) ----
+
+// forgerIP is a hosting-provider address, not on any deny list: only the
+// token checks stand between it and the API.
+const forgerIP = "185.220.101.99"
+
+// runTokenForgery presents tokens the identity provider never issued: one
+// signed with the attacker's own key under the provider's key id, one with
+// alg "none", and garbage.
+func runTokenForgery(ctx context.Context, c *Client) {
+	forged := forgedAdminTokens()
+	tokens := []string{forged[0], forged[1], "eyJhbGciOiJFUzI1NiJ9.bm90LWpzb24.c2ln"}
+	paths := []string{"/api/users/alice", "/api/users/carol", "/api/orders/1001", "/api/transfer"}
+	a := c.Agent(forgerIP, uaPyRequests, nil)
+	for i := 0; ctx.Err() == nil; i++ {
+		a.SetToken(tokens[i%len(tokens)])
+		if p := paths[i%len(paths)]; p == "/api/transfer" {
+			a.PostJSON(ctx, p, map[string]any{"to": "DE89370400440532013000", "amount": 5000, "currency": "EUR"})
+		} else {
+			a.Get(ctx, p)
+		}
+		think(ctx, 150*time.Millisecond, 450*time.Millisecond)
+	}
+}
+
+// ---- bola-profiles (attack) ----
+
+// bolaIP is bob's home connection: a real customer with a real token,
+// reading profiles that are not his (OWASP API1, broken object-level
+// authorization). The shop itself would answer: only the gateway's rule
+// stops it.
+const bolaIP = "84.17.33.2"
+
+var bolaTargets = []string{"alice", "carol", "admin", "dave", "eve", "mallory", "root", "support"}
+
+func runBOLAProfiles(ctx context.Context, c *Client) {
+	a := c.Agent(bolaIP, uaPyRequests, nil)
+	for i := 0; ctx.Err() == nil; i++ {
+		if a.Token() == "" {
+			if r := a.Login(ctx, "bob", DemoPassword); !r.OK() {
+				think(ctx, time.Second, 2*time.Second)
+				continue
+			}
+		}
+		expired(a, a.Get(ctx, "/api/users/"+bolaTargets[i%len(bolaTargets)]))
+		think(ctx, 100*time.Millisecond, 300*time.Millisecond)
 	}
 }
