@@ -32,7 +32,7 @@ func DefaultScenarios() []Scenario {
 		{Name: "flood", Kind: Attack, Description: "one address requests the catalog as fast as it can", Run: runFlood},
 		{Name: "password-guessing", Kind: Attack, Description: "one address guesses alice's password a few times a second", Run: runPasswordGuessing},
 		{Name: "token-forgery", Kind: Attack, Description: "self-signed, alg:none and garbage tokens against profiles and orders", Run: runTokenForgery},
-		{Name: "bola-profiles", Kind: Attack, Description: "a signed-in customer walks other customers' profiles", Run: runBOLAProfiles},
+		{Name: "bola-profiles", Kind: Attack, Description: "a signed-in customer walks other customers' profiles and orders", Run: runBOLAProfiles},
 	}
 }
 
@@ -455,7 +455,11 @@ func runBOLAProfiles(ctx context.Context, c *Client) {
 				continue
 			}
 		}
-		expired(a, a.Get(ctx, "/api/users/"+bolaTargets[i%len(bolaTargets)]))
+		if i%2 == 0 {
+			expired(a, a.Get(ctx, "/api/users/"+bolaTargets[(i/2)%len(bolaTargets)]))
+		} else {
+			expired(a, a.Get(ctx, "/api/orders/"+strconv.Itoa(1001+(i/2)%12)))
+		}
 		think(ctx, 100*time.Millisecond, 300*time.Millisecond)
 	}
 }

@@ -26,6 +26,10 @@ type activation struct {
 	queryParsed bool
 
 	headers, queryMap, paramMap, claims lazyMap
+
+	// The upstream's answer, for response_allow expressions.
+	respStatus int
+	respJSON   any
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -38,6 +42,7 @@ func (a *activation) reset(req *pipeline.Request) {
 	a.queryMap = lazyMap{act: a, kind: mapQuery}
 	a.paramMap = lazyMap{act: a, kind: mapParams}
 	a.claims = lazyMap{act: a, kind: mapClaims}
+	a.respStatus, a.respJSON = 0, nil
 }
 
 // Parent implements interpreter.Activation.
@@ -75,6 +80,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return types.String(id.Device), true
 	case varAuthenticated:
 		return types.Bool(authenticated(id)), true
+	case varRespStatus:
+		return types.Int(a.respStatus), true
+	case varRespJSON:
+		return types.DefaultTypeAdapter.NativeToValue(a.respJSON), true
 	}
 	return nil, false
 }

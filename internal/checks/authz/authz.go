@@ -21,6 +21,7 @@ import (
 
 // Authz is the built check. It is safe for concurrent use.
 type Authz struct {
+	hasResponse  bool // some rule has response_allow
 	rules        []*rule
 	requireAuth  bool
 	defaultAllow bool
@@ -30,12 +31,13 @@ type Authz struct {
 var _ pipeline.Check = (*Authz)(nil)
 
 type rule struct {
-	name    string
-	methods []string
-	tmpl    *template // nil: any path
-	deny    bool      // a deny rule (else an allow rule)
-	prog    cel.Program
-	verdict pipeline.Verdict // this rule's 403, built once
+	name     string
+	methods  []string
+	tmpl     *template        // nil: any path
+	deny     bool             // a deny rule (else an allow rule)
+	prog     cel.Program      // nil: the rule allows at request time (response_allow only)
+	respProg cel.Program      // nil: no response_allow
+	verdict  pipeline.Verdict // this rule's 403, built once
 }
 
 // Verdict reasons.
@@ -73,12 +75,28 @@ func New(cfg Config) (*Authz, error) {
 		if r.deny {
 			expr = rc.Deny
 		}
-		ast, err := compile(expr)
-		if err != nil {
-			return nil, fmt.Errorf("authz: rule %s: %w", rc.Name, err)
+		if expr != "" {
+			ast, err := compile(expr)
+			if err != nil {
+				return nil, fmt.Errorf("authz: rule %s: %w", rc.Name, err)
+			}
+			if r.prog, err = env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
+				return nil, fmt.Errorf("authz: rule %s: %w", rc.Name, err)
+			}
 		}
-		if r.prog, err = env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
-			return nil, fmt.Errorf("authz: rule %s: %w", rc.Name, err)
+		if rc.ResponseAllow != "" {
+			renv, err := celResponseEnv()
+			if err != nil {
+				return nil, fmt.Errorf("authz: %w", err)
+			}
+			ast, err := compileResponse(rc.ResponseAllow)
+			if err != nil {
+				return nil, fmt.Errorf("authz: rule %s: response_allow: %w", rc.Name, err)
+			}
+			if r.respProg, err = renv.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
+				return nil, fmt.Errorf("authz: rule %s: %w", rc.Name, err)
+			}
+			a.hasResponse = true
 		}
 		r.verdict = pipeline.Verdict{
 			Action: pipeline.Deny, Status: http.StatusForbidden, Reason: ReasonForbidden,
@@ -130,6 +148,9 @@ func (a *Authz) Check(_ context.Context, req *pipeline.Request) (pipeline.Verdic
 			if act.params, ok = r.tmpl.match(escaped, act.params); !ok {
 				continue
 			}
+		}
+		if r.prog == nil { // response_allow only: decided on the response
+			return pipeline.Allowed, nil
 		}
 		out, _, err := r.prog.Eval(act)
 		if err != nil {

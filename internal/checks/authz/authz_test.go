@@ -297,7 +297,7 @@ func TestValidate(t *testing.T) {
 		p + `rules[3].deny: must be a bool expression, not string`,
 		p + `rules[4].path: invalid template "/a/{id}/{id}": duplicate parameter {id}`,
 		p + `rules[5].path: invalid template "api/**/x": must start with /`,
-		p + `rules[5]: one of allow or deny is required`,
+		p + `rules[5]: one of allow, deny or response_allow is required`,
 		p + `rules[6].name: duplicate rule name "ok"`,
 		p + `rules[6].methods[0]: not an upper-case HTTP method: "get"`,
 		p + `rules[6].allow: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at 1:4`,

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -126,8 +127,16 @@ type Rule struct {
 	// Allow is a CEL expression: true allows, false denies.
 	Allow string `yaml:"allow,omitempty"`
 	// Deny is a CEL expression: true denies, false moves on to the next rule.
-	// Exactly one of Allow and Deny is set.
+	// At most one of Allow and Deny is set.
 	Deny string `yaml:"deny,omitempty"`
+	// ResponseAllow is a CEL expression evaluated on the upstream's answer
+	// to a request this rule allowed: false replaces the answer with 403.
+	// It also sees response.status (int) and response.json (the parsed JSON
+	// body, up to 1 MiB; a larger or non-JSON 2xx body is refused). This is
+	// how ownership that only the upstream knows is enforced:
+	// response.json.owner == identity.sub. An allow rule may consist of
+	// ResponseAllow alone.
+	ResponseAllow string `yaml:"response_allow,omitempty"`
 }
 
 // Default values.
@@ -189,6 +198,37 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	}
 	return cel.NewEnv(opts...)
 })
+
+// Response variables, only in response_allow expressions.
+const (
+	varRespStatus = "response.status"
+	varRespJSON   = "response.json"
+)
+
+// celResponseEnv extends the request environment with the response.
+var celResponseEnv = sync.OnceValues(func() (*cel.Env, error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, err
+	}
+	return env.Extend(cel.Variable(varRespStatus, cel.IntType), cel.Variable(varRespJSON, cel.DynType))
+})
+
+// compileResponse compiles a response_allow expression.
+func compileResponse(expr string) (*cel.Ast, error) {
+	env, err := celResponseEnv()
+	if err != nil {
+		return nil, err
+	}
+	ast, iss := env.Compile(expr)
+	if iss != nil && iss.Err() != nil {
+		return nil, errors.New(strings.ReplaceAll(strings.TrimSpace(iss.Err().Error()), "\n", " "))
+	}
+	if !ast.OutputType().IsExactType(cel.BoolType) && !ast.OutputType().IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("must be a bool expression, not %s", ast.OutputType())
+	}
+	return ast, nil
+}
 
 // compile parses and type-checks one expression. Its errors are
 // single-line, client-of-config friendly messages.
@@ -336,7 +376,11 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 			tmpl, _ = parseTemplate(r.Path)
 		}
 		checkExpr := func(name, expr string) {
-			ast, err := compile(expr)
+			compileFn := compile
+			if name == "response_allow" {
+				compileFn = compileResponse
+			}
+			ast, err := compileFn(expr)
 			if err != nil {
 				errs.Add(field.Join(at, name), "%v", err)
 				return
@@ -356,12 +400,17 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 		switch {
 		case r.Allow != "" && r.Deny != "":
 			errs.Add(at, "set either allow or deny, not both")
-		case r.Allow == "" && r.Deny == "":
-			errs.Add(at, "one of allow or deny is required")
+		case r.Deny != "" && r.ResponseAllow != "":
+			errs.Add(at, "response_allow goes with allow rules, not deny rules")
+		case r.Allow == "" && r.Deny == "" && r.ResponseAllow == "":
+			errs.Add(at, "one of allow, deny or response_allow is required")
 		case r.Allow != "":
 			checkExpr("allow", r.Allow)
-		default:
+		case r.Deny != "":
 			checkExpr("deny", r.Deny)
+		}
+		if r.ResponseAllow != "" {
+			checkExpr("response_allow", r.ResponseAllow)
 		}
 	}
 }
