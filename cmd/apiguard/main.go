@@ -185,13 +185,18 @@ func cmdServe(args []string, _, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var watcher *reloadWatcher
+	if *file != "" {
+		// Watch before serving, so no change made after "started" is missed.
+		watcher = newReloadWatcher(*file, log)
+	}
 	if err := srv.Start(ctx); err != nil {
 		log.Error("cannot start", "error", err.Error())
 		_ = srv.Shutdown(context.Background())
 		return exitRuntime
 	}
-	if *file != "" {
-		go watchReload(ctx, *file, srv, log)
+	if watcher != nil {
+		go watcher.run(ctx, srv)
 	} else {
 		// Zero-config mode has nothing to reload; SIGHUP must not kill it.
 		hup := make(chan os.Signal, 1)
@@ -236,32 +241,47 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// watchReload reloads on SIGHUP and when the config file changes. Editors
+// reloadWatcher reloads on SIGHUP and when the config file changes. Editors
 // replace files, so the directory is watched and events are debounced.
-func watchReload(ctx context.Context, file string, srv *gateway.Server, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+type reloadWatcher struct {
+	file    string
+	log     *slog.Logger
+	hup     chan os.Signal
+	w       *fsnotify.Watcher
+	changes <-chan fsnotify.Event
+}
 
-	var changes <-chan fsnotify.Event
+func newReloadWatcher(file string, log *slog.Logger) *reloadWatcher {
+	rw := &reloadWatcher{file: file, log: log, hup: make(chan os.Signal, 1)}
+	signal.Notify(rw.hup, syscall.SIGHUP)
 	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		defer w.Close()
-		if err := w.Add(filepath.Dir(file)); err != nil {
-			log.Warn("cannot watch config directory; reload with SIGHUP", "error", err.Error())
-		} else {
-			changes = w.Events
-		}
+	if err != nil {
+		log.Warn("cannot watch the config file; reload with SIGHUP", "error", err.Error())
+		return rw
 	}
-	abs, _ := filepath.Abs(file)
+	if err := w.Add(filepath.Dir(file)); err != nil {
+		log.Warn("cannot watch config directory; reload with SIGHUP", "error", err.Error())
+		_ = w.Close()
+		return rw
+	}
+	rw.w, rw.changes = w, w.Events
+	return rw
+}
+
+func (rw *reloadWatcher) run(ctx context.Context, srv *gateway.Server) {
+	defer signal.Stop(rw.hup)
+	if rw.w != nil {
+		defer rw.w.Close()
+	}
+	abs, _ := filepath.Abs(rw.file)
 	var debounce <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case <-rw.hup:
 			_ = srv.Reload()
-		case ev := <-changes:
+		case ev := <-rw.changes:
 			if p, _ := filepath.Abs(ev.Name); p == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				debounce = time.After(250 * time.Millisecond)
 			}
