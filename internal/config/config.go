@@ -8,6 +8,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/checks/apikey"
 	"github.com/apiguard/apiguard/internal/checks/authz"
+	"github.com/apiguard/apiguard/internal/checks/httpsig"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
 	"github.com/apiguard/apiguard/internal/checks/jwt"
 	"github.com/apiguard/apiguard/internal/checks/mtls"
@@ -155,6 +156,7 @@ type Checks struct {
 	JWT       *jwt.Config       `yaml:"jwt,omitempty"`
 	Authz     *authz.Config     `yaml:"authz,omitempty"`
 	APIKey    *apikey.Config    `yaml:"apikey,omitempty"`
+	HTTPSig   *httpsig.Config   `yaml:"httpsig,omitempty"`
 }
 
 // State selects the shared state backend.

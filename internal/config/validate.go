@@ -308,6 +308,9 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.APIKey != nil {
 		ch.APIKey.Validate(field.Join(path, "apikey"), errs)
 	}
+	if ch.HTTPSig != nil {
+		ch.HTTPSig.Validate(field.Join(path, "httpsig"), errs)
+	}
 }
 
 func (e *Events) validate(errs *field.Errors) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/checks/apikey"
 	"github.com/apiguard/apiguard/internal/checks/authz"
+	"github.com/apiguard/apiguard/internal/checks/httpsig"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
 	"github.com/apiguard/apiguard/internal/checks/jwt"
 	"github.com/apiguard/apiguard/internal/checks/mtls"
@@ -80,6 +81,15 @@ var checkTable = []checkSpec{
 				return nil, pipeline.Options{}, err
 			}
 			return apikey.New(*c.APIKey, keys), c.APIKey.Options, nil
+		},
+	},
+	{
+		name:       "httpsig",
+		phase:      pipeline.PhaseAuthenticate,
+		configured: func(c *config.Checks) bool { return c.HTTPSig != nil },
+		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := httpsig.New(*c.HTTPSig, d.state)
+			return chk, c.HTTPSig.Options, err
 		},
 	},
 	{
