@@ -167,9 +167,24 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		ex.route.handler.ServeHTTP(&ex.rw, r)
+	} else {
+		e.judgeOwnRefusal(r.Context(), ex)
 	}
 	ex.req.Done()
 	e.finish(ex, r)
+}
+
+// judgeOwnRefusal lets response checks see the gateway's own 401 and 403
+// answers (a bad token, key, certificate or signature), as they see the
+// upstream's: a rate-limit policy with count_status [401] then counts
+// failed authentications at the gateway too, which turns it into a lockout
+// for token and key guessing.
+func (e *Engine) judgeOwnRefusal(ctx context.Context, ex *exchange) {
+	st := ex.rw.status
+	if (st != http.StatusUnauthorized && st != http.StatusForbidden) || ex.route == nil || !ex.route.pipeline.HasResponseChecks() {
+		return
+	}
+	ex.route.pipeline.RunResponse(ctx, &ex.req, &http.Response{StatusCode: st, Header: http.Header{}, Body: http.NoBody})
 }
 
 // admit runs everything before the upstream. It returns true when the request

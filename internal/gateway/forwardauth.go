@@ -141,6 +141,8 @@ func (e *Engine) ServeForwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		ex.rw.status = http.StatusOK
 		ex.upDur = time.Duration(0)
+	} else {
+		e.judgeOwnRefusal(r.Context(), ex)
 	}
 	ex.req.Done()
 	e.finish(ex, orig)

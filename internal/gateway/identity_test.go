@@ -95,3 +95,50 @@ routes:
 		t.Fatalf("public route: %d, X-User-Id %q", r.status, r.echo.Header.Get("X-User-Id"))
 	}
 }
+
+// TestAuthFailureLockout: failed authentications at the gateway count
+// towards a count_status policy, so guessing tokens locks the address out
+// (even its valid tokens) for the policy's window.
+func TestAuthFailureLockout(t *testing.T) {
+	t.Parallel()
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, _ := jwk.Import(priv)
+	_ = key.Set(jwk.KeyIDKey, "k1")
+	pub, _ := key.PublicKey()
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _ = json.NewEncoder(w).Encode(set) }))
+	t.Cleanup(jwks.Close)
+	tok, _ := jwt.NewBuilder().Issuer("https://idp.test").Audience([]string{"shop"}).Subject("alice").Expiration(time.Now().Add(time.Minute)).Build()
+	good, _ := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), key))
+
+	app := newEchoUpstream(t, "app")
+	g := startGateway(t, `
+trusted_proxies: [127.0.0.1/32]
+upstreams: {app: {targets: [$UPSTREAM_0]}}
+checks:
+  jwt:
+    issuers: [{issuer: "https://idp.test", audiences: [shop], algorithms: [ES256], jwks_url: "`+jwks.URL+`"}]
+  ratelimit:
+    policies:
+      - {name: auth-failures, key: [ip], count_status: [401], limits: [{rate: 3/m}], headers: false}
+routes: [{name: api, upstream: app}]
+`, app.URL)
+	call := func(ip, token string) result {
+		return get(t, g.url+"/x", "X-Forwarded-For", ip, "Authorization", "Bearer "+token)
+	}
+	if r := call("192.0.2.50", string(good)); r.status != 200 {
+		t.Fatalf("valid token: %d", r.status)
+	}
+	for range 3 {
+		if r := call("192.0.2.50", "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"); r.status != 401 {
+			t.Fatalf("forged token: %d", r.status)
+		}
+	}
+	// Three failures in a minute: the address is locked out, valid token or not.
+	wantProblem(t, call("192.0.2.50", string(good)), 429, "rate-limited")
+	// Others are not.
+	if r := call("192.0.2.51", string(good)); r.status != 200 {
+		t.Fatalf("another address: %d", r.status)
+	}
+}
