@@ -60,7 +60,12 @@ var DefaultRequiredComponents = []string{"@method", "@target-uri"}
 type Config struct {
 	pipeline.Options `yaml:",inline"`
 	// Keys are the verification keys, looked up by the signature's keyid.
-	Keys []Key `yaml:"keys"`
+	Keys []Key `yaml:"keys,omitempty"`
+	// JWKSURL serves more keys by kid (OKP Ed25519 -> ed25519, EC P-256 ->
+	// ecdsa-p256-sha256), fetched at start, every JWKSRefresh (default 15m),
+	// and when a request names an unknown keyid (at most every 30 s).
+	JWKSURL     string `yaml:"jwks_url,omitempty"`
+	JWKSRefresh string `yaml:"jwks_refresh_interval,omitempty"`
 	// RequiredComponents must all be covered by the signature (bare
 	// component names without parameters, e.g. "@method", "@target-uri",
 	// "content-digest"); default ["@method", "@target-uri"].
@@ -96,8 +101,16 @@ var derived = []string{"@method", "@target-uri", "@authority", "@scheme", "@requ
 func (c *Config) Validate(path string, errs *field.Errors) {
 	c.Options.Validate(path, errs)
 	kp := field.Join(path, "keys")
-	if len(c.Keys) == 0 {
-		errs.Add(kp, "at least one key is required")
+	if len(c.Keys) == 0 && c.JWKSURL == "" {
+		errs.Add(kp, "at least one key (or jwks_url) is required")
+	}
+	if c.JWKSURL != "" && !strings.HasPrefix(c.JWKSURL, "https://") && !strings.HasPrefix(c.JWKSURL, "http://") {
+		errs.Add(field.Join(path, "jwks_url"), "must be an http:// or https:// URL")
+	}
+	if c.JWKSRefresh != "" {
+		if d, err := time.ParseDuration(c.JWKSRefresh); err != nil || d < time.Second {
+			errs.Add(field.Join(path, "jwks_refresh_interval"), "must be a duration of at least 1s, not %q", c.JWKSRefresh)
+		}
 	}
 	ids := map[string]bool{}
 	for i := range c.Keys {
@@ -240,7 +253,8 @@ func (v *verifier) verify(base, sig []byte) bool {
 
 // Check is the built httpsig check.
 type Check struct {
-	keys          map[string]*verifier
+	keys          map[string]*verifier // from the config
+	jwks          *jwksKeys            // nil without jwks_url
 	required      []string
 	maxAge        time.Duration
 	requireNonce  bool
@@ -267,6 +281,13 @@ func New(cfg Config, backend state.Backend) (*Check, error) {
 		v, _ := cfg.Keys[i].load() // validated above
 		c.keys[cfg.Keys[i].ID] = v
 	}
+	if cfg.JWKSURL != "" {
+		every := 15 * time.Minute
+		if cfg.JWKSRefresh != "" {
+			every, _ = time.ParseDuration(cfg.JWKSRefresh)
+		}
+		c.jwks = newJWKSKeys(cfg.JWKSURL, every)
+	}
 	c.required = slices.Clone(cfg.RequiredComponents)
 	if len(c.required) == 0 {
 		c.required = slices.Clone(DefaultRequiredComponents)
@@ -282,6 +303,14 @@ func New(cfg Config, backend state.Backend) (*Check, error) {
 
 // Name implements pipeline.Check.
 func (*Check) Name() string { return "httpsig" }
+
+// Close stops the JWKS refresh.
+func (c *Check) Close() error {
+	if c.jwks != nil {
+		c.jwks.close()
+	}
+	return nil
+}
 
 // Reason slugs.
 const (
@@ -321,6 +350,9 @@ func (c *Check) Check(ctx context.Context, req *pipeline.Request) (pipeline.Verd
 	knownKey := false
 	for i := range all {
 		k, ok := c.keys[all[i].keyID]
+		if !ok && c.jwks != nil {
+			k, ok = c.jwks.get(all[i].keyID)
+		}
 		if !ok {
 			continue
 		}
