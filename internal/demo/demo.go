@@ -192,7 +192,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	tctx, cancel := context.WithTimeout(ctx, o.Duration)
 	start := time.Now()
 	hc := newTrafficClient()
-	results := runScenarios(tctx, gw.PublicURL(), hc, o.Log, o.Scenarios)
+	w := &world{signer: shop.signer, idp: shop.idp, captured: make(chan capturedRequest, 16)}
+	results := runScenarios(tctx, gw.PublicURL(), hc, o.Log, w, o.Scenarios)
 	cancel()
 	ran := time.Since(start)
 	// Connections dialled for requests the end of the run cancelled would

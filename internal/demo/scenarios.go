@@ -32,6 +32,8 @@ func DefaultScenarios() []Scenario {
 		{Name: "flood", Kind: Attack, Description: "one address requests the catalog as fast as it can", Run: runFlood},
 		{Name: "password-guessing", Kind: Attack, Description: "one address guesses alice's password a few times a second", Run: runPasswordGuessing},
 		{Name: "token-forgery", Kind: Attack, Description: "self-signed, alg:none and garbage tokens against profiles and orders", Run: runTokenForgery},
+		{Name: "replayed-transfer", Kind: Attack, Description: "signed transfers captured on the wire are sent again with the stolen token", Run: runReplayedTransfer},
+		{Name: "expired-token", Kind: Attack, Description: "a real but expired token from a leaked log", Run: runExpiredToken},
 		{Name: "bola-profiles", Kind: Attack, Description: "a signed-in customer walks other customers' profiles and orders", Run: runBOLAProfiles},
 	}
 }
@@ -140,6 +142,13 @@ func shopperVisits(ctx context.Context, c *Client, p shopperProfile) {
 			if len(own) > 0 && chance(0.6) {
 				think(ctx, 300*time.Millisecond, 1200*time.Millisecond)
 				expired(a, a.Get(ctx, "/api/orders/"+strconv.FormatInt(pick(own), 10)))
+			}
+			if chance(0.3) && think(ctx, 500*time.Millisecond, 2*time.Second) {
+				// The app signs money transfers (RFC 9421); the gateway
+				// refuses unsigned, altered and replayed ones.
+				expired(a, a.SignedPostJSON(ctx, "/api/transfer", map[string]any{
+					"to": pick(transferPayees), "amount": float64(5 + rand.IntN(120)), "currency": "EUR",
+				}))
 			}
 			if chance(0.4) && think(ctx, 500*time.Millisecond, 2*time.Second) {
 				r := a.PostJSON(ctx, "/api/orders", orderRequest{
@@ -462,4 +471,72 @@ func runBOLAProfiles(ctx context.Context, c *Client) {
 		}
 		think(ctx, 100*time.Millisecond, 300*time.Millisecond)
 	}
+}
+
+// transferPayees are IBANs the customers pay.
+var transferPayees = []string{"NL91ABNA0417164300", "FR1420041010050500013M02606", "DE44500105175407324931"}
+
+// ---- replayed-transfer (attack) ----
+
+// replayIP is the attacker on the path, replaying what it recorded.
+const replayIP = "77.88.55.60"
+
+// runReplayedTransfer takes signed transfers genuine customers sent (as a
+// man in the middle or a compromised proxy would record them, token
+// included) and sends each again, twice. While nothing fresh has been
+// captured it replays an old recording, signed an hour ago.
+func runReplayedTransfer(ctx context.Context, c *Client) {
+	a := c.Agent(replayIP, uaPyRequests, nil)
+	for {
+		var cr capturedRequest
+		select {
+		case <-ctx.Done():
+			return
+		case cr = <-c.captured:
+		case <-time.After(time.Second):
+			cr = c.oldRecording(a)
+		}
+		if !think(ctx, 200*time.Millisecond, 600*time.Millisecond) { // let the original arrive first
+			return
+		}
+		for range 2 {
+			a.do(ctx, cr.method, cr.path, cr.body, func(req *http.Request) {
+				for _, k := range []string{"Authorization", "Content-Digest", "Signature-Input", "Signature"} {
+					req.Header[k] = cr.header[k]
+				}
+			})
+			think(ctx, 100*time.Millisecond, 300*time.Millisecond)
+		}
+	}
+}
+
+// ---- expired-token (attack) ----
+
+// expiredIP holds a token copied from a leaked log: real, signed by the
+// shop's identity provider, but long expired.
+const expiredIP = "45.141.84.120"
+
+func runExpiredToken(ctx context.Context, c *Client) {
+	tok, err := c.idp.issueAt("alice", []string{"customer"}, time.Now().Add(-24*time.Hour))
+	if err != nil {
+		return
+	}
+	a := c.Agent(expiredIP, uaCurl, nil)
+	a.SetToken(tok)
+	paths := []string{"/api/users/alice", "/api/orders/1001", "/api/users/alice"}
+	for i := 0; ctx.Err() == nil; i++ {
+		a.Get(ctx, paths[i%len(paths)])
+		think(ctx, 300*time.Millisecond, 900*time.Millisecond)
+	}
+}
+
+// oldRecording is a transfer the attacker recorded an hour ago.
+func (c *Client) oldRecording(a *Agent) capturedRequest {
+	body := []byte(`{"to":"DE44500105175407324931","amount":950,"currency":"EUR"}`)
+	req, _ := http.NewRequest(http.MethodPost, c.base+"/api/transfer", nil)
+	c.signer.signAt(req, body, time.Now().Add(-time.Hour))
+	if tok, err := c.idp.issue("bob", []string{"customer"}); err == nil {
+		req.Header.Set("Authorization", "Bearer "+tok) // the token too was stolen, and is fresh
+	}
+	return capturedRequest{method: http.MethodPost, path: "/api/transfer", header: req.Header, body: body}
 }

@@ -171,6 +171,7 @@ func makeFixtureOrders(users map[string]*user, products map[int64]*product) map[
 // Shop is the demo shop API. It is an http.Handler, safe for concurrent use.
 type Shop struct {
 	idp      *identityProvider
+	signer   *appSigner         // the app's transfer-signing key
 	users    map[string]*user   // read-only after NewShop
 	products map[int64]*product // read-only after NewShop
 	mux      *http.ServeMux
@@ -195,7 +196,11 @@ func NewShop() (*Shop, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Shop{idp: idp, users: fixtureUsers(), products: fixtureProducts(), nextID: 1006, nextTxID: 1}
+	signer, err := newAppSigner()
+	if err != nil {
+		return nil, err
+	}
+	s := &Shop{idp: idp, signer: signer, users: fixtureUsers(), products: fixtureProducts(), nextID: 1006, nextTxID: 1}
 	s.orders = makeFixtureOrders(s.users, s.products)
 	s.routes = []shopRoute{
 		{"POST", "/api/login", true, s.login},
@@ -214,6 +219,7 @@ func NewShop() (*Shop, error) {
 	for _, r := range s.routes {
 		s.mux.HandleFunc(r.method+" "+r.path, r.handler)
 	}
+	s.mux.HandleFunc("GET "+AppSigningKeysPath, s.appKeys) // for the gateway, not the API
 	return s, nil
 }
 

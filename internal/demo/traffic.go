@@ -50,6 +50,16 @@ type Client struct {
 	http *http.Client
 	log  *slog.Logger
 	rec  *recorder
+	*world
+}
+
+// world is what the scenarios of one run share: the app's signing key, the
+// identity provider (for the expired-token attacker) and the wire where
+// signed requests can be captured.
+type world struct {
+	signer   *appSigner
+	idp      *identityProvider
+	captured chan capturedRequest
 }
 
 // Agent is one simulated client: a source address (declared in
@@ -90,6 +100,23 @@ const maxResponseBody = 1 << 20
 
 // Do sends one request. body, when not nil, is sent as application/json.
 func (a *Agent) Do(ctx context.Context, method, path string, body []byte) Response {
+	return a.do(ctx, method, path, body, nil)
+}
+
+// SignedPostJSON posts v signed as the shop's app signs (RFC 9421), and
+// leaves a copy on the wire for the replay attacker.
+func (a *Agent) SignedPostJSON(ctx context.Context, path string, v any) Response {
+	body, _ := json.Marshal(v)
+	return a.do(ctx, http.MethodPost, path, body, func(req *http.Request) {
+		a.c.signer.sign(req, body)
+		select {
+		case a.c.captured <- capturedRequest{method: req.Method, path: path, header: req.Header.Clone(), body: body}:
+		default:
+		}
+	})
+}
+
+func (a *Agent) do(ctx context.Context, method, path string, body []byte, prepare func(*http.Request)) Response {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -111,6 +138,9 @@ func (a *Agent) Do(ctx context.Context, method, path string, body []byte) Respon
 	}
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	if prepare != nil {
+		prepare(req)
 	}
 	resp, err := a.c.http.Do(req)
 	if err != nil {
@@ -289,11 +319,11 @@ func (r *recorder) result(sc Scenario) ScenarioResult {
 
 // runScenarios runs every scenario concurrently against base until ctx is
 // done and returns their results in the order given.
-func runScenarios(ctx context.Context, base string, hc *http.Client, log *slog.Logger, scenarios []Scenario) []ScenarioResult {
+func runScenarios(ctx context.Context, base string, hc *http.Client, log *slog.Logger, w *world, scenarios []Scenario) []ScenarioResult {
 	recs := make([]*recorder, len(scenarios))
 	var wg sync.WaitGroup
 	for i, sc := range scenarios {
-		c := &Client{base: strings.TrimSuffix(base, "/"), http: hc, log: log.With("scenario", sc.Name), rec: newRecorder(time.Now())}
+		c := &Client{base: strings.TrimSuffix(base, "/"), http: hc, log: log.With("scenario", sc.Name), rec: newRecorder(time.Now()), world: w}
 		recs[i] = c.rec
 		wg.Go(func() {
 			// The label names the scenario's goroutines in profiles.
