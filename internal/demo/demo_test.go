@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/apiguard/apiguard/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -113,25 +114,7 @@ func fakeStart(denyGlobal bool, got **fakeGateway) StartFunc {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testOptions(out io.Writer, logs *syncBuffer, start StartFunc) Options {
+func testOptions(out io.Writer, logs *testutil.SyncBuffer, start StartFunc) Options {
 	return Options{
 		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", DataDir: "unused",
 		Duration: 2 * time.Second, Traffic: true,
@@ -143,7 +126,7 @@ func testOptions(out io.Writer, logs *syncBuffer, start StartFunc) Options {
 func TestRunJSON(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	var gw *fakeGateway
 	o := testOptions(&out, logs, fakeStart(false, &gw))
 	o.JSON = true
@@ -230,9 +213,9 @@ func TestRunJSON(t *testing.T) {
 
 func TestRunTableWithDenials(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	var gw *fakeGateway
-	o := testOptions(&out, &syncBuffer{}, fakeStart(true, &gw))
+	o := testOptions(&out, &testutil.SyncBuffer{}, fakeStart(true, &gw))
 	o.Duration = 1500 * time.Millisecond
 	if err := Run(t.Context(), o); err != nil {
 		t.Fatal(err)
@@ -259,7 +242,7 @@ func TestRunDenialCounters(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	var gw *fakeGateway
-	o := testOptions(&out, &syncBuffer{}, fakeStart(true, &gw))
+	o := testOptions(&out, &testutil.SyncBuffer{}, fakeStart(true, &gw))
 	o.JSON = true
 	o.Duration = 1500 * time.Millisecond
 	if err := Run(t.Context(), o); err != nil {
@@ -286,10 +269,10 @@ func TestRunDenialCounters(t *testing.T) {
 
 func TestRunServesUntilCancelled(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	var gw *fakeGateway
 	ctx, cancel := context.WithCancel(t.Context())
-	o := testOptions(&out, &syncBuffer{}, func(ctx context.Context, cfg *config.Config) (Gateway, error) {
+	o := testOptions(&out, &testutil.SyncBuffer{}, func(ctx context.Context, cfg *config.Config) (Gateway, error) {
 		g, err := fakeStart(false, &gw)(ctx, cfg)
 		if err == nil {
 			go func() { // a user tries the demo, then presses Ctrl-C

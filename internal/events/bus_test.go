@@ -1,10 +1,10 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/apiguard/apiguard/internal/testutil"
 	"io"
 	"log/slog"
 	"strings"
@@ -79,7 +79,7 @@ func (panicSink) Name() string                         { return "panic" }
 func (panicSink) Write(context.Context, []Event) error { panic("sink bug") }
 
 // testBus returns a Bus with test-speed retry and a logger into buf.
-func testBus(opts BusOptions, buf *syncBuffer) *Bus {
+func testBus(opts BusOptions, buf *testutil.SyncBuffer) *Bus {
 	var w io.Writer = io.Discard
 	if buf != nil {
 		w = buf
@@ -93,23 +93,6 @@ func testBus(opts BusOptions, buf *syncBuffer) *Bus {
 	b := NewBus(opts)
 	b.retryBackoff = time.Millisecond
 	return b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func seqEvent(i int) Event {
@@ -249,7 +232,7 @@ func TestPartialBatchWrittenAfterFlushEvery(t *testing.T) {
 func TestFailingSinkDoesNotAffectOthers(t *testing.T) {
 	t.Parallel()
 	const n = 500
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	fail := &failSink{}
 	good := &memSink{name: "good"}
 	b := testBus(BusOptions{BatchSize: 10, FlushEvery: time.Millisecond}, logs)
