@@ -44,6 +44,8 @@ Usage:
   apiguard demo                          sample shop API behind the gateway with simulated clients
   apiguard ratelimit suggest             per-client rates seen per route, and suggested limits
   apiguard apikey create|list|revoke     manage API keys (shown once, stored hashed)
+  apiguard keys generate                 make an attestation token signing key
+  apiguard app create|update|list|show|register|revoke   manage the attestation app registry
   apiguard version                       print the version
 
 Run 'apiguard COMMAND --help' for a command's flags.
@@ -69,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRateLimit(args[1:], stdout, stderr)
 	case "apikey":
 		return cmdAPIKey(args[1:], stdout, stderr)
+	case "keys":
+		return cmdKeys(args[1:], stdout, stderr)
+	case "app":
+		return cmdApp(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "apiguard %s\n", version)
 		return exitOK

@@ -6,7 +6,9 @@ package config
 import (
 	"net/netip"
 
+	"github.com/apiguard/apiguard/internal/attest"
 	"github.com/apiguard/apiguard/internal/checks/apikey"
+	"github.com/apiguard/apiguard/internal/checks/attestation"
 	"github.com/apiguard/apiguard/internal/checks/authz"
 	"github.com/apiguard/apiguard/internal/checks/httpsig"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
@@ -37,9 +39,12 @@ type Config struct {
 	// Checks are the global check settings; a route's checks override them.
 	Checks Checks `yaml:"checks"`
 	// State is the shared state backend (rate limits, decisions, nonces).
-	State  State   `yaml:"state"`
-	Events Events  `yaml:"events"`
-	Log    Logging `yaml:"log"`
+	State State `yaml:"state"`
+	// Attestation is the attestation service (docs/attestation.md); it runs
+	// when signing keys are configured.
+	Attestation *attest.Config `yaml:"attestation,omitempty"`
+	Events      Events         `yaml:"events"`
+	Log         Logging        `yaml:"log"`
 
 	// Source is the file the config was loaded from ("" when built in code).
 	Source string `yaml:"-"`
@@ -157,6 +162,8 @@ type Checks struct {
 	Authz     *authz.Config     `yaml:"authz,omitempty"`
 	APIKey    *apikey.Config    `yaml:"apikey,omitempty"`
 	HTTPSig   *httpsig.Config   `yaml:"httpsig,omitempty"`
+	// Attestation demands an attestation token (Apiguard-Token).
+	Attestation *attestation.Config `yaml:"attestation,omitempty"`
 }
 
 // State selects the shared state backend.

@@ -50,6 +50,7 @@ var goldenEnv = map[string]string{
 	"FIELD":                "listen",
 	"INJECT":               "a\nb: c",
 	"EMPTY":                "",
+	"MAPS_API_KEY":         "maps-key-123",
 }
 
 func goldenLookup(name string) (string, bool) {

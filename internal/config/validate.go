@@ -53,6 +53,7 @@ func (c *Config) Validate(errs *field.Errors, opts Options) {
 	c.Checks.validate("checks", errs)
 	c.validateMTLS(errs)
 	c.validateAPIKeys(errs)
+	c.validateAttestation(errs)
 	c.State.validate(errs)
 	c.Events.validate(errs)
 	switch c.Log.Level {
@@ -311,6 +312,9 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.HTTPSig != nil {
 		ch.HTTPSig.Validate(field.Join(path, "httpsig"), errs)
 	}
+	if ch.Attestation != nil {
+		ch.Attestation.Validate(field.Join(path, "attestation"), errs)
+	}
 }
 
 func (e *Events) validate(errs *field.Errors) {
@@ -410,5 +414,27 @@ func (c *Config) validateAPIKeys(errs *field.Errors) {
 	}
 	if uses && c.Events.Store.Driver == "none" {
 		errs.Add("events.store.driver", "the apikey check keeps its keys in the event store: use sqlite or postgres, not none")
+	}
+}
+
+// validateAttestation: the service needs the event store for its app
+// registry, and the check needs the service's keys.
+func (c *Config) validateAttestation(errs *field.Errors) {
+	if c.Attestation != nil {
+		c.Attestation.Validate("attestation", errs)
+		if c.Events.Store.Driver == "none" {
+			errs.Add("events.store.driver", "the attestation service keeps its app registry in the event store: use sqlite or postgres, not none")
+		}
+	}
+	if c.Attestation.Enabled() {
+		return
+	}
+	if c.Checks.Attestation != nil {
+		errs.Add("checks.attestation", "needs the attestation service: configure attestation.signing_keys")
+	}
+	for i, r := range c.Routes {
+		if r != nil && r.Checks.Attestation != nil {
+			errs.Add(field.Join(field.Join(field.Index("routes", i), "checks"), "attestation"), "needs the attestation service: configure attestation.signing_keys")
+		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/apiguard/apiguard/internal/attest"
 	"github.com/apiguard/apiguard/internal/checks/apikey"
+	"github.com/apiguard/apiguard/internal/checks/attestation"
 	"github.com/apiguard/apiguard/internal/checks/authz"
 	"github.com/apiguard/apiguard/internal/checks/httpsig"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
@@ -37,6 +39,7 @@ type checkSpec struct {
 type deps struct {
 	state  state.Backend
 	keys   *lazyKeys    // API keys, shared across routes and reloads
+	attest *attest.Service
 	client *http.Client // outbound fetches (JWKS)
 	log    *slog.Logger
 	// global caches checks built from the global config, so every route
@@ -99,6 +102,17 @@ var checkTable = []checkSpec{
 		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
 			chk, err := mtls.New(*c.MTLS)
 			return chk, c.MTLS.Options, err
+		},
+	},
+	{
+		name:       "attestation",
+		phase:      pipeline.PhaseAttest,
+		configured: func(c *config.Checks) bool { return c.Attestation != nil },
+		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
+			if d.attest == nil {
+				return nil, pipeline.Options{}, fmt.Errorf("the attestation service is not configured")
+			}
+			return attestation.New(*c.Attestation, d.attest, d.state), c.Attestation.Options, nil
 		},
 	},
 	{

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/internal/config"
+	"github.com/apiguard/apiguard/internal/attest"
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/jsonlimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
@@ -47,6 +48,7 @@ type Engine struct {
 	state    state.Backend
 	client   *http.Client // for checks' own fetches (JWKS)
 	keys     *lazyKeys
+	registry *lazyRegistry // attestation app registry
 }
 
 // EngineOptions configure an Engine.
@@ -71,6 +73,7 @@ func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
 		}
 	}
 	e.keys = newLazyKeys(cfg, e.state, e.log)
+	e.registry = newLazyRegistry(cfg)
 	if e.log == nil {
 		e.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
@@ -214,6 +217,11 @@ func (e *Engine) admit(rt *runtime, w http.ResponseWriter, r *http.Request, ex *
 		// Route on, and forward, the normalised path: /public/../admin must
 		// not match the /public route and then reach /admin upstream.
 		r.URL.Path, r.URL.RawPath = p, ""
+	}
+
+	if rt.attest != nil && attest.Handles(r.URL.Path) {
+		e.serveAttest(rt.attest, w, r, ex)
+		return false
 	}
 
 	rte, methodOK := rt.match(r.Host, r.URL.Path, r.Method)

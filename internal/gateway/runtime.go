@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/apiguard/apiguard/internal/attest"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/jsonlimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
@@ -31,6 +32,8 @@ type runtime struct {
 	trusted        trustedProxies
 	maxHeaderBytes int
 	globalLimits   bodyLimits
+	// attest is the attestation service, nil when not configured.
+	attest *attest.Service
 }
 
 type bodyLimits struct {
@@ -66,8 +69,15 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 			json:    jsonlimit.Limits{MaxDepth: cfg.Limits.JSONMaxDepth, MaxElements: cfg.Limits.JSONMaxElements},
 		},
 	}
-	d := deps{state: e.state, keys: e.keys, client: e.client, log: e.log, global: map[string]builtCheck{}, closers: &rt.closers}
+	var prev *attest.Service
+	if old := e.rt.Load(); old != nil {
+		prev = old.attest
+	}
 	var err error
+	if rt.attest, err = buildAttest(cfg, e.registry, e.state, prev, e.log); err != nil {
+		return nil, fmt.Errorf("attestation: %w", err)
+	}
+	d := deps{state: e.state, keys: e.keys, client: e.client, log: e.log, attest: rt.attest, global: map[string]builtCheck{}, closers: &rt.closers}
 	if rt.global, err = buildPipeline(&cfg.Checks, nil, cfg.Mode, d, e.metrics); err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
 	}

@@ -103,7 +103,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.health = newStateHealth(s.state, metricsOwner.reg)
 	s.engine = &Engine{log: opts.Logger, events: s.bus, tls: cfg.TLS != nil, metrics: metricsOwner, state: s.state, client: outboundClient(),
-		keys: newLazyKeys(cfg, s.state, opts.Logger)}
+		keys: newLazyKeys(cfg, s.state, opts.Logger), registry: newLazyRegistry(cfg)}
 	rt, err := s.engine.buildRuntime(cfg)
 	if err != nil {
 		s.closeStore()
@@ -334,6 +334,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeStore()
 	s.engine.rt.Load().close()
 	s.engine.keys.close()
+	s.engine.registry.close()
 	if err := s.state.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("state: %w", err))
 	}
