@@ -110,7 +110,7 @@ func TestTokenCacheRefresh(t *testing.T) {
 		wantCalls int32
 	}{
 		{0, "", 1},
-		{time.Minute, "", 1},                 // cached
+		{time.Minute, "", 1},                    // cached
 		{4*time.Minute + 29*time.Second, "", 1}, // 31 s before exp: cached
 		{4*time.Minute + 31*time.Second, "", 2}, // 29 s before exp: refreshed
 		{4*time.Minute + 32*time.Second, "", 2},
@@ -585,5 +585,40 @@ func TestSecrets(t *testing.T) {
 	var p *ProblemError
 	if !errors.As(err, &p) || p.Status != 401 || p.Slug() != "attestation-missing" {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestTransportDropsRejectedTokenEvenWithoutRetry(t *testing.T) {
+	s := newFakeService(t)
+	var mu sync.Mutex
+	first := true
+	s.api = func(w http.ResponseWriter, r *http.Request, tok string, claims map[string]any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first {
+			first = false
+			writeProblem(w, 401, "attestation-expired", "")
+			return
+		}
+		writeJSON(w, 200, map[string]string{"ok": "yes"})
+	}
+	c, _ := newTestClient(t, s, nil)
+	hc := &http.Client{Transport: c.Transport(s.srv.Client().Transport, TransportOptions{})}
+	req, _ := http.NewRequest("POST", s.srv.URL+"/api/thing", io.MultiReader(strings.NewReader("x"))) // not replayable
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || s.nAPI.Load() != 1 {
+		t.Fatalf("status %d after %d requests; want the 401, not retried", resp.StatusCode, s.nAPI.Load())
+	}
+	resp, err = hc.Get(s.srv.URL + "/api/thing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || s.nVerify.Load() != 2 {
+		t.Errorf("status %d, %d attestations; want 200 with a new token", resp.StatusCode, s.nVerify.Load())
 	}
 }

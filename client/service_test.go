@@ -43,7 +43,7 @@ type fakeService struct {
 
 	mu         sync.Mutex
 	challenges map[string]fakeChallenge
-	pins       string       // served by GET pins and verify
+	pins       string        // served by GET pins and verify
 	gate       chan struct{} // when set, verify waits for it to close
 	// hook may answer a request itself (return true), e.g. with an error.
 	hook func(w http.ResponseWriter, r *http.Request) bool

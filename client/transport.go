@@ -72,11 +72,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r1 := req.Clone(ctx)
 	r1.Header.Set(TokenHeader, tok)
 	resp, err := t.base.RoundTrip(r1)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || !replayable {
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
 	typ := peekProblemType(resp)
 	if !retryOn[typ] {
+		return resp, nil
+	}
+	t.c.invalidate(bind, tok) // whether or not this request can be retried
+	if !replayable {
 		return resp, nil
 	}
 
@@ -89,7 +93,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		r2.Body = body
 	}
-	t.c.invalidate(bind, tok)
 	if single || typ == ProblemTypePrefix+"attestation-replayed" {
 		tok, err = t.c.FreshToken(ctx, bind)
 	} else {

@@ -411,7 +411,8 @@ func (s *Service) takeChallenge(ctx context.Context, id, provider string) (*chal
 	if !first {
 		return nil, nil, fail(http.StatusForbidden, "attestation-challenge-invalid", "used", "the challenge was already answered; request a new one")
 	}
-	_ = s.st.Delete(ctx, challengePrefix+id)
+	// The record stays until its TTL: a replay then finds it and is told
+	// "used" rather than "unknown".
 	var ch challengeRecord
 	if json.Unmarshal(raw, &ch) != nil {
 		return nil, nil, fail(http.StatusForbidden, "attestation-challenge-invalid", "unknown", "the challenge is not one of ours")

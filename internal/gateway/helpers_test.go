@@ -115,7 +115,10 @@ func startGateway(t *testing.T, yaml string, upstreams ...string) *testGateway {
 	for i := len(upstreams) - 1; i >= 0; i-- {
 		yaml = strings.ReplaceAll(yaml, "$UPSTREAM_"+string(rune('0'+i)), upstreams[i])
 	}
-	head := "listen: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0, token: " + testAdminToken + "}\ndata_dir: " + dir + "\nevents: {store: {driver: none}}\n"
+	head := "listen: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0, token: " + testAdminToken + "}\ndata_dir: " + dir + "\n"
+	if !strings.Contains(yaml, "\nevents:") {
+		head += "events: {store: {driver: none}}\n"
+	}
 	path := dir + "/apiguard.yaml"
 	if err := os.WriteFile(path, []byte(head+yaml), 0o600); err != nil {
 		t.Fatal(err)

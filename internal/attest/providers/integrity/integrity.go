@@ -22,9 +22,10 @@ import (
 
 const (
 	// RangeCount is how many ranges a challenge names.
-	RangeCount = 8
-	// MaxRangeLength bounds one range, so an answer reads at most 32 KiB.
-	MaxRangeLength = 4096
+	RangeCount = 16
+	// MaxRangeLength bounds one range, so an answer reads at most 1 MiB:
+	// each challenge samples 1 MiB of the binary (all of a small one).
+	MaxRangeLength = 64 << 10
 	// MinSize is the smallest binary that can be registered: smaller
 	// files leave too few distinct ranges to sample.
 	MinSize = 1024
