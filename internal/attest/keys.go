@@ -31,7 +31,7 @@ type signingKey struct {
 	kid    string
 	alg    jwa.SignatureAlgorithm
 	algStr string
-	priv   jwk.Key    // nil for a key kept only to verify
+	priv   jwk.Key // nil for a key kept only to verify
 	pub    crypto.PublicKey
 	// retireAt, when set, is when a key removed from the config stops
 	// verifying: the expiry of the last token it can have signed.

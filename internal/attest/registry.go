@@ -45,8 +45,8 @@ type App struct {
 	Name      string   `json:"name,omitempty"`
 	Providers []string `json:"providers"`
 	// AndroidPackages are the package names keyattest accepts.
-	AndroidPackages []string `json:"android_packages,omitempty"`
-	Policy          Policy   `json:"policy"`
+	AndroidPackages []string  `json:"android_packages,omitempty"`
+	Policy          Policy    `json:"policy"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
 }

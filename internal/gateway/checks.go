@@ -38,7 +38,7 @@ type checkSpec struct {
 // one runtime build.
 type deps struct {
 	state  state.Backend
-	keys   *lazyKeys    // API keys, shared across routes and reloads
+	keys   *lazyKeys // API keys, shared across routes and reloads
 	attest *attest.Service
 	client *http.Client // outbound fetches (JWKS)
 	log    *slog.Logger

@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/attest"
+	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/jsonlimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
