@@ -156,10 +156,19 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer srv.Close()
 	o.Log.Debug("demo shop listening (reachable only through the gateway)", "url", shopURL)
 
+	// The config names the attestation key file, so it must exist first.
+	kit, err := prepareAttestation(ctx, o.DataDir)
+	if err != nil {
+		return err
+	}
 	token := rand.Text() // 26 base32 characters, 130 bits
 	cfg, err := LoadConfig(ConfigVars{ShopURL: shopURL, Listen: o.Listen, AdminListen: o.AdminListen, DataDir: o.DataDir, AdminToken: token})
 	if err != nil {
 		return fmt.Errorf("demo: config: %w", err)
+	}
+	kit.issuer = defaultAttestIssuer
+	if cfg.Attestation != nil && cfg.Attestation.Issuer != "" {
+		kit.issuer = cfg.Attestation.Issuer
 	}
 	gw, err := o.Start(ctx, cfg)
 	if err != nil {
@@ -192,7 +201,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	tctx, cancel := context.WithTimeout(ctx, o.Duration)
 	start := time.Now()
 	hc := newTrafficClient()
-	w := &world{signer: shop.signer, idp: shop.idp, captured: make(chan capturedRequest, 16)}
+	w := &world{signer: shop.signer, idp: shop.idp, captured: make(chan capturedRequest, 16), tokens: make(chan capturedToken, 16), attest: kit}
 	results := runScenarios(tctx, gw.PublicURL(), hc, o.Log, w, o.Scenarios)
 	cancel()
 	ran := time.Since(start)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apiguard/apiguard/client"
 	"github.com/apiguard/apiguard/internal/problem"
 )
 
@@ -54,12 +56,15 @@ type Client struct {
 }
 
 // world is what the scenarios of one run share: the app's signing key, the
-// identity provider (for the expired-token attacker) and the wire where
-// signed requests can be captured.
+// identity provider (for the expired-token attacker), the wire where
+// signed requests and attestation tokens can be captured, and the app's
+// attestation set-up (release binaries, the service's signing key).
 type world struct {
 	signer   *appSigner
 	idp      *identityProvider
 	captured chan capturedRequest
+	tokens   chan capturedToken
+	attest   *attestKit
 }
 
 // Agent is one simulated client: a source address (declared in
@@ -71,6 +76,9 @@ type Agent struct {
 	ua      string
 	headers http.Header // extra headers on every request
 	token   string
+	// hc, when set, sends the agent's requests instead of the scenario's
+	// client (AttestedAgent: through the attestation SDK's Transport).
+	hc *http.Client
 }
 
 // Agent makes a simulated client with source address ip and User-Agent ua.
@@ -116,6 +124,18 @@ func (a *Agent) SignedPostJSON(ctx context.Context, path string, v any) Response
 	})
 }
 
+// SignedPost posts body signed with the app's key, as an attacker who
+// extracted the key from the app does, after prepare (which may be nil)
+// has set its headers. Nothing is left on the wire.
+func (a *Agent) SignedPost(ctx context.Context, path string, body []byte, prepare func(*http.Request)) Response {
+	return a.do(ctx, http.MethodPost, path, body, func(req *http.Request) {
+		if prepare != nil {
+			prepare(req)
+		}
+		a.c.signer.sign(req, body)
+	})
+}
+
 func (a *Agent) do(ctx context.Context, method, path string, body []byte, prepare func(*http.Request)) Response {
 	var rd io.Reader
 	if body != nil {
@@ -142,7 +162,20 @@ func (a *Agent) do(ctx context.Context, method, path string, body []byte, prepar
 	if prepare != nil {
 		prepare(req)
 	}
-	resp, err := a.c.http.Do(req)
+	hc := a.c.http
+	if a.hc != nil {
+		hc = a.hc
+	}
+	resp, err := hc.Do(req)
+	if pe, ok := errors.AsType[*client.ProblemError](err); ok {
+		// The attestation service refused the app: that answer was
+		// counted when the SDK received it.
+		out := Response{Status: pe.Status, Err: err}
+		if slug := pe.Slug(); slug != "" {
+			out.Denied, out.Reason = true, slug
+		}
+		return out
+	}
 	if err != nil {
 		if ctx.Err() == nil { // the end of the run is not an error
 			a.c.rec.transportError()
