@@ -1,185 +1,143 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"net/http"
+	"io"
+	"log/slog"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/apiguard/apiguard/client"
+	"github.com/apiguard/apiguard/internal/attest"
+	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/demo"
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/apiguard/apiguard/internal/gateway"
 )
 
-// gateway is a minimal stand-in for apiguard in front of the demo shop: it
-// runs the integrity attestation of docs/attestation.md (the registered
-// release is the test binary) and forwards /api/ requests that carry a valid
-// token, bound to the Authorization value when there is one.
-type gateway struct {
-	t       *testing.T
-	priv    ed25519.PrivateKey
-	exe     []byte
-	release string
-	failMAC bool
-
-	mu         sync.Mutex
-	challenges map[string][]byte // challenge → salt
-	seen       []string          // "METHOD path" forwarded to the shop
-}
-
-var ranges = []client.Range{{Offset: 0, Length: 64}, {Offset: 1000, Length: 128}, {Offset: 4096, Length: 1}}
-
-func newGateway(t *testing.T) (*gateway, *httptest.Server) {
-	exePath, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.ReadFile(exePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(exe)
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	g := &gateway{t: t, priv: priv, exe: exe, release: hex.EncodeToString(sum[:]), challenges: map[string][]byte{}}
+// startGateway runs the real gateway in front of the demo shop: /api/
+// requires an attestation token, transfers a bound single-use one. It
+// returns the gateway's URL and its app registry.
+func startGateway(t *testing.T) (string, *attest.Store) {
+	t.Helper()
 	shop, err := demo.NewShop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /.apiguard/attest/challenge", g.challenge)
-	mux.HandleFunc("POST /.apiguard/attest/integrity", g.verify)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		payload, err := jws.Verify([]byte(r.Header.Get(client.TokenHeader)), jws.WithKey(jwa.EdDSA(), priv.Public()))
-		if err != nil {
-			problem(w, 401, "attestation-missing", "")
-			return
-		}
-		var claims struct{ Pay string }
-		json.Unmarshal(payload, &claims)
-		if az := r.Header.Get("Authorization"); az != "" && claims.Pay != client.BindDigest(az) {
-			problem(w, 401, "attestation-unbound", "")
-			return
-		}
-		g.mu.Lock()
-		g.seen = append(g.seen, r.Method+" "+r.URL.Path)
-		g.mu.Unlock()
-		shop.ServeHTTP(w, r)
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return g, srv
-}
-
-func problem(w http.ResponseWriter, status int, slug, reason string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"type": client.ProblemTypePrefix + slug, "title": http.StatusText(status), "status": status, "reason": reason})
-}
-
-func reply(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(v)
-}
-
-func (g *gateway) challenge(w http.ResponseWriter, r *http.Request) {
-	var req struct{ App_ID, Provider, Release string }
-	json.NewDecoder(r.Body).Decode(&req)
-	if req.Provider != "integrity" || req.Release != g.release {
-		problem(w, 403, "attestation-release-unknown", "")
-		return
-	}
-	ch, salt := make([]byte, 32), make([]byte, 32)
-	rand.Read(ch)
-	rand.Read(salt)
-	enc := base64.RawURLEncoding.EncodeToString(ch)
-	g.mu.Lock()
-	g.challenges[enc] = salt
-	g.mu.Unlock()
-	reply(w, map[string]any{"challenge": enc, "app_id": req.App_ID, "provider": "integrity", "expires_in": 60,
-		"integrity": map[string]any{"salt": base64.RawURLEncoding.EncodeToString(salt), "ranges": ranges}})
-}
-
-func (g *gateway) verify(w http.ResponseWriter, r *http.Request) {
-	var req struct{ Challenge, MAC, Installation_ID, Bind string }
-	json.NewDecoder(r.Body).Decode(&req)
-	g.mu.Lock()
-	salt, ok := g.challenges[req.Challenge]
-	delete(g.challenges, req.Challenge)
-	g.mu.Unlock()
-	if !ok {
-		problem(w, 403, "attestation-challenge-invalid", "unknown")
-		return
-	}
-	m := hmac.New(sha256.New, salt)
-	for _, rg := range ranges {
-		m.Write(g.exe[rg.Offset : rg.Offset+rg.Length])
-	}
-	if g.failMAC || base64.RawURLEncoding.EncodeToString(m.Sum(nil)) != req.MAC {
-		problem(w, 403, "attestation-failed", "mac_mismatch")
-		return
-	}
-	now := time.Now()
-	claims, _ := json.Marshal(map[string]any{"iss": "test", "sub": "shop-cli", "did": req.Installation_ID, "iat": now.Unix(),
-		"exp": now.Add(5 * time.Minute).Unix(), "prv": "integrity", "lvl": "software", "pay": req.Bind})
-	h := jws.NewHeaders()
-	h.Set(jws.TypeKey, "apiguard-attest+jwt")
-	tok, err := jws.Sign(claims, jws.WithKey(jwa.EdDSA(), g.priv, jws.WithProtectedHeaders(h)))
+	up := httptest.NewServer(shop)
+	t.Cleanup(up.Close)
+	dir := t.TempDir()
+	key, _, err := attest.GenerateKey("EdDSA")
 	if err != nil {
-		g.t.Error(err)
+		t.Fatal(err)
 	}
-	reply(w, map[string]any{"token": string(tok), "expires_in": 300})
+	keyFile := filepath.Join(dir, "attest.pem")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("genuine.yaml", []byte(`
+listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0, token: test-admin-token-0123456789}
+data_dir: `+dir+`
+attestation: {signing_keys: [{file: "`+keyFile+`"}]}
+upstreams: {shop: {targets: ["`+up.URL+`"]}}
+routes:
+  - {name: transfer, path_prefix: /api/transfer, upstream: shop,
+     checks: {attestation: {apps: [shop-cli], bind_header: Authorization, single_use: true}}}
+  - {name: login, path_prefix: /api/login, upstream: shop}
+  - {name: api, path_prefix: /api/, upstream: shop, checks: {attestation: {apps: [shop-cli]}}}
+`), config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	store, err := attest.OpenStore(t.Context(), "sqlite", filepath.Join(dir, "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	if err := store.PutApp(t.Context(), &attest.App{ID: "shop-cli", Providers: []string{attest.ProviderIntegrity}, CreatedAt: time.Now()}, true); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + srv.Addr("public"), store
 }
 
-func TestRun(t *testing.T) {
-	tests := []struct {
-		name     string
-		args     []string
-		failMAC  bool
-		wantCode int
-		wantOut  []string
-		wantSeen []string
-	}{
-		{"anonymous", nil, false, 0, []string{"attested as shop-cli", "GET /api/products: 200 OK"}, []string{"GET /api/products"}},
-		{"signed in", []string{"-user", "alice", "-password", demo.DemoPassword}, false, 0,
-			[]string{"POST /api/login: 200 OK", "GET /api/users/alice: 200 OK", "POST /api/transfer: 200 OK"},
-			[]string{"GET /api/products", "POST /api/login", "GET /api/users/alice", "POST /api/transfer"}},
-		{"wrong password", []string{"-user", "alice", "-password", "nope"}, false, 1,
-			[]string{"POST /api/login: 401 Unauthorized", "invalid-credentials"}, []string{"GET /api/products", "POST /api/login"}},
-		{"attestation fails", nil, true, 1, []string{"attestation failed: 403 urn:apiguard:problem:attestation-failed", `reason="mac_mismatch"`}, nil},
-		{"unknown release", []string{"-release", "main.go"}, false, 1, []string{"urn:apiguard:problem:attestation-release-unknown"}, nil},
-		{"bad flag", []string{"-nope"}, false, 2, nil, nil},
+// TestGenuineAndTamperedBinary builds the example, registers the build as
+// a release, runs it against the real gateway, then flips one byte of a
+// copy and shows the copy is refused.
+func TestGenuineAndTamperedBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example binary")
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g, srv := newGateway(t)
-			g.failMAC = tt.failMAC
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			var out strings.Builder
-			code := run(ctx, append([]string{"-gateway", srv.URL}, tt.args...), &out)
-			if code != tt.wantCode {
-				t.Errorf("exit code %d, want %d\n%s", code, tt.wantCode, out.String())
-			}
-			for _, s := range tt.wantOut {
-				if !strings.Contains(out.String(), s) {
-					t.Errorf("output lacks %q:\n%s", s, out.String())
-				}
-			}
-			if strings.Join(g.seen, ",") != strings.Join(tt.wantSeen, ",") {
-				t.Errorf("shop saw %q, want %q", g.seen, tt.wantSeen)
-			}
-		})
+	url, store := startGateway(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "genuine-client")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RegisterBinary(t.Context(), "shop-cli", "test", data, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	runBin := func(path string) (string, int) {
+		cmd := exec.Command(path, "-gateway", url, "-user", "alice", "-password", demo.DemoPassword)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := runBin(bin)
+	if code != 0 || !strings.Contains(out, "attested as shop-cli") || !strings.Contains(out, "GET /api/products: 200") ||
+		!strings.Contains(out, "POST /api/transfer: 200") {
+		t.Fatalf("genuine binary: exit %d\n%s", code, out)
+	}
+
+	tampered := bytes.Clone(data)
+	tampered[len(tampered)/2] ^= 0x01
+	copyPath := filepath.Join(dir, "tampered-client")
+	if err := os.WriteFile(copyPath, tampered, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runBin(copyPath)
+	if code != 1 || !strings.Contains(out, "attestation-release-unknown") || strings.Contains(out, "/api/products: 200") {
+		t.Fatalf("tampered binary: exit %d\n%s", code, out)
+	}
+}
+
+// TestRunInProcess drives run() with the test binary as a release that is
+// not registered, and with bad flags.
+func TestRunInProcess(t *testing.T) {
+	url, _ := startGateway(t)
+	var out bytes.Buffer
+	if code := run(t.Context(), []string{"-gateway", url}, &out); code != 1 || !strings.Contains(out.String(), "attestation-release-unknown") {
+		t.Fatalf("unregistered release: exit %d\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"-nope"}, &out); code != 2 {
+		t.Fatalf("bad flag: exit %d", code)
 	}
 }
