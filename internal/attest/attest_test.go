@@ -143,11 +143,11 @@ func FuzzVerifyToken(f *testing.F) {
 
 // serviceFixture builds a service on the memory backend and a SQLite
 // registry, with its clock at now.
-func serviceFixture(t *testing.T, now time.Time) (*Service, *Store) {
+func serviceFixture(t testing.TB, now time.Time) (*Service, *Store) {
 	t.Helper()
 	st := state.NewMemory(state.MemoryOptions{})
 	t.Cleanup(func() { _ = st.Close() })
-	store, err := OpenStore(t.Context(), "sqlite", filepath.Join(t.TempDir(), "events.db"))
+	store, err := OpenStore(context.Background(), "sqlite", filepath.Join(t.TempDir(), "events.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
