@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/apiguard/apiguard/internal/attest/providers/pow"
 	"github.com/apiguard/apiguard/internal/state"
 )
 
@@ -305,5 +306,46 @@ func TestKeyAttestAdapter(t *testing.T) {
 		if f == nil || (tc.reason != "" && f.Reason != tc.reason) || (tc.slug != "" && f.Slug != tc.slug) {
 			t.Errorf("%s: %+v", name, f)
 		}
+	}
+}
+
+// TestChallengeExpires: a challenge answered after its TTL is unknown,
+// even with a correct answer.
+func TestChallengeExpires(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	st := state.NewMemory(state.MemoryOptions{Clock: clock})
+	t.Cleanup(func() { _ = st.Close() })
+	store, err := OpenStore(context.Background(), "sqlite", filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	pemKey := testKey(t, "EdDSA")
+	svc, err := NewService(Config{SigningKeys: []KeySource{{Env: "K"}}, PoWDifficulty: 1}, Options{
+		State: st, Registry: NewRegistry(store), Now: clock,
+		LookupEnv: func(string) (string, bool) { return pemKey, true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = store.PutApp(context.Background(), &App{ID: "web", Providers: []string{ProviderPoW}}, true)
+	solve := func() map[string]any {
+		var ch benchChallenge
+		if code := serve(t, svc, "/.apiguard/attest/challenge", map[string]string{"app_id": "web", "provider": "pow"}, &ch); code != 200 {
+			t.Fatalf("challenge: %d", code)
+		}
+		nonce, _ := base64.RawURLEncoding.DecodeString(ch.Challenge)
+		c, _ := pow.Solve(context.Background(), nonce, ch.PoW.Difficulty)
+		return map[string]any{"challenge": ch.Challenge, "counter": c}
+	}
+	fresh, stale := solve(), solve()
+	now = now.Add(59 * time.Second)
+	if code := serve(t, svc, "/.apiguard/attest/pow", fresh, nil); code != 200 {
+		t.Fatalf("answer within the TTL: %d", code)
+	}
+	now = now.Add(2 * time.Second)
+	if code := serve(t, svc, "/.apiguard/attest/pow", stale, nil); code != http.StatusForbidden {
+		t.Fatalf("answer after the TTL: %d", code)
 	}
 }
