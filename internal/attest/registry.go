@@ -124,6 +124,27 @@ func OpenStore(ctx context.Context, driver, dsnOrPath string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attest: open: %w", err)
 	}
+	if err := s.createTables(ctx, blob); err != nil {
+		_ = s.db.Close()
+		return nil, fmt.Errorf("attest: create tables: %w", err)
+	}
+	return s, nil
+}
+
+// createTables creates the registry tables. On PostgreSQL it holds an
+// advisory lock, because instances starting together would otherwise race
+// in CREATE TABLE IF NOT EXISTS (a unique violation in pg_type).
+func (s *Store) createTables(ctx context.Context, blob string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if s.driver == "postgres" {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7305001)"); err != nil {
+			return err
+		}
+	}
 	for _, ddl := range []string{
 		`CREATE TABLE IF NOT EXISTS attest_apps (
 	id         TEXT PRIMARY KEY,
@@ -152,12 +173,11 @@ func OpenStore(ctx context.Context, driver, dsnOrPath string) (*Store, error) {
 	PRIMARY KEY (app_id, id, n)
 )`,
 	} {
-		if _, err := s.db.ExecContext(ctx, ddl); err != nil {
-			_ = s.db.Close()
-			return nil, fmt.Errorf("attest: create tables: %w", err)
+		if _, err := tx.ExecContext(ctx, ddl); err != nil {
+			return err
 		}
 	}
-	return s, nil
+	return tx.Commit()
 }
 
 // Close closes the database.

@@ -195,19 +195,15 @@ func (t *agentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.Header.Set("User-Agent", t.a.ua)
 	req.Header.Set("X-Forwarded-For", t.a.ip)
+	// Transport errors are not counted here: the SDK retries them, and
+	// Agent.do counts the one it finally returns.
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
-		if req.Context().Err() == nil {
-			t.a.c.rec.transportError()
-		}
 		return nil, err
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
 	_ = resp.Body.Close()
 	if err != nil {
-		if req.Context().Err() == nil {
-			t.a.c.rec.transportError()
-		}
 		return nil, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b))

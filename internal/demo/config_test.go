@@ -3,6 +3,8 @@ package demo
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	demoassets "github.com/apiguard/apiguard/examples/demo"
+	"github.com/apiguard/apiguard/internal/attest"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/pipeline"
@@ -19,13 +22,28 @@ var testVars = ConfigVars{
 	ShopURL:     "http://127.0.0.1:41234",
 	Listen:      "127.0.0.1:0",
 	AdminListen: "127.0.0.1:0",
-	DataDir:     "/tmp/apiguard-demo-test",
 	AdminToken:  "0123456789abcdef0123",
+}
+
+// testConfigVars are testVars with a data directory holding the
+// attestation key the config names.
+func testConfigVars(t *testing.T) ConfigVars {
+	t.Helper()
+	v := testVars
+	v.DataDir = t.TempDir()
+	key, _, err := attest.GenerateKey("EdDSA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(v.DataDir, AttestKeyFile), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func loadTestConfig(t *testing.T) *config.Config {
 	t.Helper()
-	cfg, err := LoadConfig(testVars)
+	cfg, err := LoadConfig(testConfigVars(t))
 	if err != nil {
 		t.Fatalf("examples/demo/apiguard.yaml does not load:\n%v", err)
 	}
@@ -45,9 +63,13 @@ func route(t *testing.T, cfg *config.Config, name string) *config.Route {
 
 func TestDemoConfig(t *testing.T) {
 	t.Parallel()
-	cfg := loadTestConfig(t)
-	if cfg.Listen != testVars.Listen || cfg.Admin.Listen != testVars.AdminListen ||
-		cfg.Admin.Token != testVars.AdminToken || cfg.DataDir != testVars.DataDir {
+	vars := testConfigVars(t)
+	cfg, err := LoadConfig(vars)
+	if err != nil {
+		t.Fatalf("examples/demo/apiguard.yaml does not load:\n%v", err)
+	}
+	if cfg.Listen != vars.Listen || cfg.Admin.Listen != vars.AdminListen ||
+		cfg.Admin.Token != vars.AdminToken || cfg.DataDir != vars.DataDir {
 		t.Errorf("DEMO_ variables not applied: listen %q admin %q token %q data %q",
 			cfg.Listen, cfg.Admin.Listen, cfg.Admin.Token, cfg.DataDir)
 	}
@@ -88,6 +110,34 @@ func TestDemoConfig(t *testing.T) {
 	}
 	if len(heftyBodies()["large-order"]) <= int(api.Limits.MaxBodyBytes) {
 		t.Error("large-order fits the api route's limit")
+	}
+
+	// App attestation: the service signs with the key the demo writes to
+	// the data directory, and keeps its registry in the SQLite event store
+	// prepareAttestation fills.
+	if a := cfg.Attestation; !a.Enabled() || len(a.SigningKeys) != 1 ||
+		a.SigningKeys[0].File != filepath.Join(vars.DataDir, AttestKeyFile) {
+		t.Errorf("attestation %+v", a)
+	}
+	if d := cfg.Events.Store.Driver; d != "sqlite" || cfg.Events.Store.DSN != "" {
+		t.Errorf("events.store %q %q: the app registry must be <data_dir>/%s", d, cfg.Events.Store.DSN, eventsDB)
+	}
+	tr := route(t, cfg, "transfer")
+	if tr.PathPrefix != "/api/transfer" || tr.Checks.HTTPSig == nil || tr.Checks.Authz == nil || !tr.Checks.Authz.RequireAuth {
+		t.Errorf("transfer route lost its signature or authentication checks: %+v", tr.Checks)
+	}
+	at := tr.Checks.Attestation
+	if at == nil || !slices.Equal(at.Apps, []string{ShopAppID}) || at.MinLevel != "software" ||
+		at.BindHeader != "Authorization" || !at.SingleUse || (at.Token != "" && at.Token != "required") {
+		t.Errorf("transfer route attestation %+v", at)
+	}
+	for _, r := range cfg.Routes {
+		if r.Name != "transfer" && r.Checks.Attestation != nil {
+			t.Errorf("route %s requires attestation", r.Name)
+		}
+	}
+	if cfg.Checks.Attestation != nil {
+		t.Error("attestation is required globally")
 	}
 }
 
@@ -147,6 +197,12 @@ func TestScenarioAddresses(t *testing.T) {
 	}
 	if r := reason(global, heftyIP); r != "" {
 		t.Errorf("hefty %s denied globally: %s", heftyIP, r)
+	}
+	// The attestation attackers are on no list: only attestation stops them.
+	for _, ip := range []string{scriptIP, tamperedIP, attestReplayIP, expiredAttestIP} {
+		if r := reason(global, ip); r != "" {
+			t.Errorf("attestation attacker %s denied globally: %s", ip, r)
+		}
 	}
 	// Three genuine shoppers share one NAT address.
 	n := 0

@@ -3,6 +3,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"github.com/apiguard/apiguard/internal/testutil"
@@ -77,6 +79,10 @@ func fakeStart(denyGlobal bool, got **fakeGateway) StartFunc {
 				g.latencies = append(g.latencies, time.Since(start))
 				g.mu.Unlock()
 			}()
+			if strings.HasPrefix(r.URL.Path, "/.apiguard/attest/") {
+				fakeAttest(w, r)
+				return
+			}
 			first, _, _ := strings.Cut(r.Header.Get("X-Forwarded-For"), ",")
 			g.mu.Lock()
 			if first == "" {
@@ -114,9 +120,32 @@ func fakeStart(denyGlobal bool, got **fakeGateway) StartFunc {
 	}
 }
 
-func testOptions(out io.Writer, logs *testutil.SyncBuffer, start StartFunc) Options {
+// fakeAttest stands in for the attestation service: it hands out a
+// challenge and accepts any answer, as the fake denies nothing.
+func fakeAttest(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	var resp map[string]any
+	switch r.URL.Path {
+	case "/.apiguard/attest/challenge":
+		var req struct {
+			AppID    string `json:"app_id"`
+			Provider string `json:"provider"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		resp = map[string]any{
+			"challenge": base64.RawURLEncoding.EncodeToString([]byte(rand.Text())), "app_id": req.AppID,
+			"provider": req.Provider, "expires_in": 60,
+			"integrity": map[string]any{"salt": "c2FsdA", "ranges": []map[string]int{{"offset": 0, "length": 4096}}},
+		}
+	default:
+		resp = map[string]any{"token": "fake." + rand.Text(), "expires_in": 300}
+	}
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+func testOptions(t *testing.T, out io.Writer, logs *testutil.SyncBuffer, start StartFunc) Options {
 	return Options{
-		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", DataDir: "unused",
+		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", DataDir: t.TempDir(),
 		Duration: 2 * time.Second, Traffic: true,
 		Out: out, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Start: start,
@@ -128,7 +157,7 @@ func TestRunJSON(t *testing.T) {
 	var out bytes.Buffer
 	logs := &testutil.SyncBuffer{}
 	var gw *fakeGateway
-	o := testOptions(&out, logs, fakeStart(false, &gw))
+	o := testOptions(t, &out, logs, fakeStart(false, &gw))
 	o.JSON = true
 	if err := Run(t.Context(), o); err != nil {
 		t.Fatal(err)
@@ -215,7 +244,7 @@ func TestRunTableWithDenials(t *testing.T) {
 	t.Parallel()
 	var out testutil.SyncBuffer
 	var gw *fakeGateway
-	o := testOptions(&out, &testutil.SyncBuffer{}, fakeStart(true, &gw))
+	o := testOptions(t, &out, &testutil.SyncBuffer{}, fakeStart(true, &gw))
 	o.Duration = 1500 * time.Millisecond
 	if err := Run(t.Context(), o); err != nil {
 		t.Fatal(err)
@@ -242,7 +271,7 @@ func TestRunDenialCounters(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	var gw *fakeGateway
-	o := testOptions(&out, &testutil.SyncBuffer{}, fakeStart(true, &gw))
+	o := testOptions(t, &out, &testutil.SyncBuffer{}, fakeStart(true, &gw))
 	o.JSON = true
 	o.Duration = 1500 * time.Millisecond
 	if err := Run(t.Context(), o); err != nil {
@@ -272,7 +301,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	var out testutil.SyncBuffer
 	var gw *fakeGateway
 	ctx, cancel := context.WithCancel(t.Context())
-	o := testOptions(&out, &testutil.SyncBuffer{}, func(ctx context.Context, cfg *config.Config) (Gateway, error) {
+	o := testOptions(t, &out, &testutil.SyncBuffer{}, func(ctx context.Context, cfg *config.Config) (Gateway, error) {
 		g, err := fakeStart(false, &gw)(ctx, cfg)
 		if err == nil {
 			go func() { // a user tries the demo, then presses Ctrl-C
@@ -312,11 +341,11 @@ func TestRunErrors(t *testing.T) {
 		t.Error("Run without Start succeeded")
 	}
 	boom := errors.New("boom")
-	err := Run(t.Context(), Options{Out: io.Discard, Start: func(context.Context, *config.Config) (Gateway, error) { return nil, boom }})
+	err := Run(t.Context(), Options{Out: io.Discard, DataDir: t.TempDir(), Start: func(context.Context, *config.Config) (Gateway, error) { return nil, boom }})
 	if !errors.Is(err, boom) {
 		t.Errorf("err = %v, want boom", err)
 	}
-	err = Run(t.Context(), Options{Out: io.Discard, Listen: "nonsense", Start: func(context.Context, *config.Config) (Gateway, error) {
+	err = Run(t.Context(), Options{Out: io.Discard, DataDir: t.TempDir(), Listen: "nonsense", Start: func(context.Context, *config.Config) (Gateway, error) {
 		t.Error("Start called with an invalid config")
 		return nil, boom
 	}})

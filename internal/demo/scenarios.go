@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apiguard/apiguard/client"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
@@ -34,6 +35,10 @@ func DefaultScenarios() []Scenario {
 		{Name: "token-forgery", Kind: Attack, Description: "self-signed, alg:none and garbage tokens against profiles and orders", Run: runTokenForgery},
 		{Name: "replayed-transfer", Kind: Attack, Description: "signed transfers captured on the wire are sent again with the stolen token", Run: runReplayedTransfer},
 		{Name: "expired-token", Kind: Attack, Description: "a real but expired token from a leaked log", Run: runExpiredToken},
+		{Name: "unattested-script", Kind: Attack, Description: "a script with the app's extracted signing key transfers without attesting", Run: runUnattestedScript},
+		{Name: "tampered-app", Kind: Attack, Description: "a repackaged app (one byte patched) attests with the SDK and is refused at the challenge", Run: runTamperedApp},
+		{Name: "replayed-attestation", Kind: Attack, Description: "attestation tokens captured from genuine transfers, on another account and sent again", Run: runReplayedAttestation},
+		{Name: "expired-attestation", Kind: Attack, Description: "an attestation token captured 10 minutes ago", Run: runExpiredAttestation},
 		{Name: "bola-profiles", Kind: Attack, Description: "a signed-in customer walks other customers' profiles and orders", Run: runBOLAProfiles},
 	}
 }
@@ -47,6 +52,7 @@ const (
 	uaSafariMac   = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15"
 	uaChromeAndr  = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36"
 	uaShopAppIOS  = "ShopApp/3.12.0 (iPhone; iOS 18.1; Scale/3.00)"
+	uaShopAppAndr = "ShopApp/3.12.0 (Linux; Android 14; Pixel 7)"
 	uaPyRequests  = "python-requests/2.32.3"
 	uaCurl        = "curl/8.5.0"
 	uaPyAiohttp   = "Python/3.12 aiohttp/3.10.10"
@@ -112,6 +118,12 @@ func runShoppers(ctx context.Context, c *Client) {
 // profile and orders, sometimes buy.
 func shopperVisits(ctx context.Context, c *Client, p shopperProfile) {
 	a := c.Agent(p.ip, p.ua, p.headers)
+	if p.user != "" && c.attest != nil {
+		// Customers who sign in use the shop's app, built with the apiguard
+		// SDK: it attests the genuine release and adds a token to each
+		// request (a fresh one to each transfer).
+		a = c.AttestedAgent(p.ip, p.ua, p.headers, c.attest.genuine)
+	}
 	own := slices.Clone(fixtureOrders[p.user])
 	productIDs := []int64{1, 2, 3, 4, 5, 6, 7, 8}
 	if !think(ctx, 0, 600*time.Millisecond) { // customers do not arrive together
@@ -144,8 +156,9 @@ func shopperVisits(ctx context.Context, c *Client, p shopperProfile) {
 				expired(a, a.Get(ctx, "/api/orders/"+strconv.FormatInt(pick(own), 10)))
 			}
 			if chance(0.3) && think(ctx, 500*time.Millisecond, 2*time.Second) {
-				// The app signs money transfers (RFC 9421); the gateway
-				// refuses unsigned, altered and replayed ones.
+				// The app signs money transfers (RFC 9421) and attests
+				// itself for each; the gateway refuses unsigned, altered,
+				// replayed and unattested ones.
 				expired(a, a.SignedPostJSON(ctx, "/api/transfer", map[string]any{
 					"to": pick(transferPayees), "amount": float64(5 + rand.IntN(120)), "currency": "EUR",
 				}))
@@ -539,4 +552,156 @@ func (c *Client) oldRecording(a *Agent) capturedRequest {
 		req.Header.Set("Authorization", "Bearer "+tok) // the token too was stolen, and is fresh
 	}
 	return capturedRequest{method: http.MethodPost, path: "/api/transfer", header: req.Header, body: body}
+}
+
+// muleIBAN is the account the attackers move money to.
+const muleIBAN = "GB33BUKB20201555555555"
+
+// theftBody is a transfer to the attackers' account.
+func theftBody() []byte {
+	b, _ := json.Marshal(map[string]any{"to": muleIBAN, "amount": float64(900 + rand.IntN(4000)), "currency": "EUR"})
+	return b
+}
+
+// ---- unattested-script (attack) ----
+
+// scriptIP is a rented server running a script against bob's account.
+const scriptIP = "5.188.62.140"
+
+// runUnattestedScript is what request signing alone cannot stop: the key
+// shipped in the app was extracted, so the script's transfers are signed
+// like the app's, and it has bob's session token (phished). It cannot
+// attest, having no genuine release, and sends no attestation token.
+func runUnattestedScript(ctx context.Context, c *Client) {
+	a := c.Agent(scriptIP, uaPyRequests, nil)
+	for ctx.Err() == nil {
+		if a.Token() == "" {
+			tok, err := c.idp.issue("bob", []string{"customer"})
+			if err != nil {
+				return
+			}
+			a.SetToken(tok)
+		}
+		expired(a, a.SignedPost(ctx, "/api/transfer", theftBody(), nil))
+		think(ctx, 300*time.Millisecond, 900*time.Millisecond)
+	}
+}
+
+// ---- tampered-app (attack) ----
+
+// tamperedIP is a rooted phone on a mobile network.
+const tamperedIP = "37.120.198.33"
+
+// runTamperedApp runs a repackaged app (one byte of the release patched,
+// say to lift the transfer limit) with alice's session. It uses the SDK
+// like the genuine app, but the service knows no release with its bytes:
+// it is refused at the challenge and never gets a token, so its transfers
+// are never sent.
+func runTamperedApp(ctx context.Context, c *Client) {
+	if c.attest == nil {
+		return
+	}
+	a := c.AttestedAgent(tamperedIP, uaShopAppAndr, appHeaders("en-US"), c.attest.tampered)
+	for ctx.Err() == nil {
+		if a.Token() == "" {
+			tok, err := c.idp.issue("alice", []string{"customer"})
+			if err != nil {
+				return
+			}
+			a.SetToken(tok)
+		}
+		expired(a, a.SignedPost(ctx, "/api/transfer", theftBody(), nil))
+		// Slow enough to stay under the service's challenge rate limit.
+		think(ctx, 2*time.Second, 4*time.Second)
+	}
+}
+
+// ---- replayed-attestation (attack) ----
+
+// attestReplayIP is the attacker on the path that records genuine
+// transfers, attestation tokens included.
+const attestReplayIP = "77.88.55.61"
+
+// runReplayedAttestation takes the attestation token of a genuine transfer
+// (already used, bound to its sender's Authorization) and sends it with a
+// transfer from bob's account, then again with the original session: the
+// binding refuses the first, single use the second. Both are signed with
+// the extracted app key and carry valid sessions, so only the attestation
+// check stands in the way. While nothing has been captured it tries a
+// token recorded earlier from alice's app on bob's account.
+func runReplayedAttestation(ctx context.Context, c *Client) {
+	if c.attest == nil {
+		return
+	}
+	a := c.Agent(attestReplayIP, uaPyRequests, nil)
+	var bob, alice string
+	for ctx.Err() == nil {
+		if bob == "" || alice == "" {
+			b, err1 := c.idp.issue("bob", []string{"customer"})
+			al, err2 := c.idp.issue("alice", []string{"customer"})
+			if err1 != nil || err2 != nil {
+				return
+			}
+			bob, alice = "Bearer "+b, "Bearer "+al
+		}
+		var ct capturedToken
+		used := false
+		select {
+		case <-ctx.Done():
+			return
+		case ct = <-c.tokens:
+			used = true
+		case <-time.After(time.Second):
+			tok, err := c.attest.issueAttestation(alice, time.Now().Add(-30*time.Second), 5*time.Minute)
+			if err != nil {
+				return
+			}
+			ct = capturedToken{token: tok, authorization: alice}
+		}
+		send := func(authorization string) Response {
+			return a.SignedPost(ctx, "/api/transfer", theftBody(), func(req *http.Request) {
+				req.Header.Set("Authorization", authorization)
+				req.Header.Set(client.TokenHeader, ct.token)
+			})
+		}
+		if r := send(bob); r.Status == http.StatusUnauthorized && r.Reason == "token-expired" {
+			bob = ""
+		}
+		if used && think(ctx, 100*time.Millisecond, 400*time.Millisecond) {
+			send(ct.authorization)
+		}
+		think(ctx, 200*time.Millisecond, 600*time.Millisecond)
+	}
+}
+
+// ---- expired-attestation (attack) ----
+
+// expiredAttestIP replays what it recorded a while ago.
+const expiredAttestIP = "45.141.84.121"
+
+// runExpiredAttestation sends an attestation token recorded 10 minutes ago
+// (genuine, bound to the session it is sent with, but expired after its
+// 5 minutes) with signed transfers.
+func runExpiredAttestation(ctx context.Context, c *Client) {
+	if c.attest == nil {
+		return
+	}
+	a := c.Agent(expiredAttestIP, uaCurl, nil)
+	var att string
+	for ctx.Err() == nil {
+		if a.Token() == "" {
+			tok, err := c.idp.issue("bob", []string{"customer"})
+			if err != nil {
+				return
+			}
+			a.SetToken(tok)
+			if att, err = c.attest.issueAttestation("Bearer "+tok, time.Now().Add(-10*time.Minute), 5*time.Minute); err != nil {
+				return
+			}
+		}
+		expired(a, a.SignedPost(ctx, "/api/transfer", theftBody(), func(req *http.Request) {
+			req.Header.Set(client.TokenHeader, att)
+		}))
+		think(ctx, 300*time.Millisecond, 900*time.Millisecond)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/apiguard/apiguard/internal/attest/providers/integrity"
 	"github.com/apiguard/apiguard/internal/attest/providers/pow"
 	"github.com/apiguard/apiguard/internal/events"
+	"github.com/apiguard/apiguard/internal/testutil"
 )
 
 // attestFixture is a gateway with the attestation service, a registered
@@ -496,4 +498,53 @@ routes: [{name: r, path_prefix: /, upstream: app}]
 	if last.header.Get("Retry-After") == "" {
 		t.Fatal("429 without Retry-After")
 	}
+}
+
+// TestAttestationAcrossInstances: two gateways share Redis (challenges,
+// single-use token ids) and PostgreSQL (the app registry): a challenge from
+// one is answered at the other, and a single-use token spent at one is a
+// replay at the other.
+func TestAttestationAcrossInstances(t *testing.T) {
+	t.Parallel()
+	redisAddr := testutil.Redis(t)
+	dsn := testutil.Postgres(t)
+	keyFile := filepath.Join(t.TempDir(), "k.pem")
+	writeKey(t, keyFile)
+	app := newEchoUpstream(t, "app")
+	cfg := fmt.Sprintf(`
+state: {backend: redis, redis: {addrs: [%s], key_prefix: "t%d:"}}
+events: {store: {driver: postgres, dsn: "%s"}}
+attestation: {signing_keys: [{file: "%s"}]}
+upstreams: {app: {targets: [$UPSTREAM_0]}}
+routes:
+  - {name: transfers, path_prefix: /api/transfers, upstream: app, checks: {attestation: {single_use: true}}}
+`, redisAddr, time.Now().UnixNano(), dsn, keyFile)
+	a, b := startGateway(t, cfg, app.URL), startGateway(t, cfg, app.URL)
+	store, err := attest.OpenStore(t.Context(), "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	if err := store.PutApp(t.Context(), &attest.App{ID: "shop-cli", Providers: []string{"integrity"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	bin := make([]byte, 300_000) // several chunks
+	_, _ = rand.Read(bin)
+	rel, err := store.RegisterBinary(t.Context(), "shop-cli", "1", bin, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa := &attestFixture{testGateway: a}
+	fb := &attestFixture{testGateway: b}
+	ch := fa.challenge(t, "shop-cli", "integrity", rel.ID)
+	var tok tokenResp
+	if r := fb.postJSON(t, "/.apiguard/attest/integrity", map[string]string{"challenge": ch.Challenge, "mac": integrityAnswer(t, ch, bin)}, &tok); r.status != http.StatusOK {
+		t.Fatalf("answer at the other instance: %d %s", r.status, r.body)
+	}
+	if r := fa.postJSON(t, "/api/transfers", map[string]int{"amount": 1}, nil, attest.TokenHeader, tok.Token); r.status != http.StatusOK {
+		t.Fatalf("spend at a: %d %s", r.status, r.body)
+	}
+	wantProblem(t, fb.postJSON(t, "/api/transfers", map[string]int{"amount": 1}, nil, attest.TokenHeader, tok.Token), http.StatusUnauthorized, "attestation-replayed")
+	wantReason(t, fa.postJSON(t, "/.apiguard/attest/integrity", map[string]string{"challenge": ch.Challenge, "mac": integrityAnswer(t, ch, bin)}, nil),
+		http.StatusForbidden, "attestation-challenge-invalid", "used")
 }
