@@ -143,10 +143,14 @@ func FuzzVerifyToken(f *testing.F) {
 }
 
 // serviceFixture builds a service on the memory backend and a SQLite
-// registry, with its clock at now.
+// registry, with its clock (and the backend's) at now.
 func serviceFixture(t testing.TB, now time.Time) (*Service, *Store) {
+	return serviceWithClock(t, func() time.Time { return now }, Config{})
+}
+
+func serviceWithClock(t testing.TB, clock func() time.Time, cfg Config) (*Service, *Store) {
 	t.Helper()
-	st := state.NewMemory(state.MemoryOptions{})
+	st := state.NewMemory(state.MemoryOptions{Clock: clock})
 	t.Cleanup(func() { _ = st.Close() })
 	store, err := OpenStore(context.Background(), "sqlite", filepath.Join(t.TempDir(), "events.db"))
 	if err != nil {
@@ -154,8 +158,9 @@ func serviceFixture(t testing.TB, now time.Time) (*Service, *Store) {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	pemKey := testKey(t, "EdDSA")
-	svc, err := NewService(Config{SigningKeys: []KeySource{{Env: "K"}}}, Options{
-		State: st, Registry: NewRegistry(store), Now: func() time.Time { return now },
+	cfg.SigningKeys = []KeySource{{Env: "K"}}
+	svc, err := NewService(cfg, Options{
+		State: st, Registry: NewRegistry(store), Now: clock,
 		LookupEnv: func(string) (string, bool) { return pemKey, true },
 	})
 	if err != nil {
@@ -313,22 +318,7 @@ func TestKeyAttestAdapter(t *testing.T) {
 // even with a correct answer.
 func TestChallengeExpires(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	clock := func() time.Time { return now }
-	st := state.NewMemory(state.MemoryOptions{Clock: clock})
-	t.Cleanup(func() { _ = st.Close() })
-	store, err := OpenStore(context.Background(), "sqlite", filepath.Join(t.TempDir(), "events.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	pemKey := testKey(t, "EdDSA")
-	svc, err := NewService(Config{SigningKeys: []KeySource{{Env: "K"}}, PoWDifficulty: 1}, Options{
-		State: st, Registry: NewRegistry(store), Now: clock,
-		LookupEnv: func(string) (string, bool) { return pemKey, true },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, store := serviceWithClock(t, func() time.Time { return now }, Config{PoWDifficulty: 1})
 	_ = store.PutApp(context.Background(), &App{ID: "web", Providers: []string{ProviderPoW}}, true)
 	solve := func() map[string]any {
 		var ch benchChallenge

@@ -48,8 +48,7 @@ type benchChallenge struct {
 // the service: challenge, then verify (1 MiB read from the SQLite registry,
 // HMAC, token signing), for a 20 MiB release.
 func BenchmarkServiceIntegrity(b *testing.B) {
-	svc, store := serviceFixture(b, time.Now())
-	svc.now = time.Now
+	svc, store := serviceWithClock(b, time.Now, Config{})
 	svc.rate[0].Count, svc.rate[0].Burst = 1_000_000, 1_000_000
 	ctx := context.Background()
 	_ = store.PutApp(ctx, &App{ID: "cli", Providers: []string{ProviderIntegrity}}, true)
@@ -78,8 +77,7 @@ func BenchmarkServiceIntegrity(b *testing.B) {
 // BenchmarkServicePoW is one proof-of-work verification at the service
 // (the client's solving excluded).
 func BenchmarkServicePoW(b *testing.B) {
-	svc, store := serviceFixture(b, time.Now())
-	svc.now = time.Now
+	svc, store := serviceWithClock(b, time.Now, Config{})
 	svc.rate[0].Count, svc.rate[0].Burst = 1_000_000, 1_000_000
 	_ = store.PutApp(context.Background(), &App{ID: "web", Providers: []string{ProviderPoW}, Policy: Policy{PoWDifficulty: 8}}, true)
 	var ch benchChallenge
