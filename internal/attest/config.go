@@ -29,7 +29,8 @@ type Config struct {
 	// ChallengesPerMinute bounds challenges per client IP (default 30).
 	ChallengesPerMinute int `yaml:"challenges_per_minute,omitempty"`
 	// PoWDifficulty is the default proof-of-work difficulty in bits
-	// (default 18: about half a second of a browser's time).
+	// (default 17: about half a second of a browser's time with a
+	// synchronous JavaScript SHA-256; see examples/web-pow).
 	PoWDifficulty int `yaml:"pow_difficulty,omitempty"`
 	// AppAttestKeyTTL is how long an attested App Attest key is remembered
 	// for later assertions (default 8760h).
@@ -37,6 +38,9 @@ type Config struct {
 	// AndroidRevocationFile is Google's attestation status list (JSON),
 	// https://android.googleapis.com/attestation/status, saved to a file.
 	AndroidRevocationFile string `yaml:"android_revocation_file,omitempty"`
+	// AllowedOrigins lets browser apps on these origins call the service
+	// (CORS); "*" allows any. Empty: same-origin only.
+	AllowedOrigins []string `yaml:"allowed_origins,omitempty"`
 	// Pinning hands clients a signed set of certificate pins.
 	Pinning *Pinning `yaml:"pinning,omitempty"`
 	// Secrets are released only to freshly attested clients.
@@ -80,7 +84,7 @@ const (
 	defaultTokenTTL      = 5 * time.Minute
 	defaultChallengeTTL  = 60 * time.Second
 	defaultChallengeRate = 30
-	defaultPoWDifficulty = 18
+	defaultPoWDifficulty = 17
 	defaultAppAttestTTL  = 365 * 24 * time.Hour
 	defaultPinsTTL       = 24 * time.Hour
 	defaultSecretsAge    = 60 * time.Second
@@ -125,6 +129,11 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 	}
 	if c.PoWDifficulty < 0 || c.PoWDifficulty > 32 {
 		errs.Add(field.Join(path, "pow_difficulty"), "must be 0..32 bits, not %d", c.PoWDifficulty)
+	}
+	for i, o := range c.AllowedOrigins {
+		if o != "*" && !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") {
+			errs.Add(field.Index(field.Join(path, "allowed_origins"), i), "an origin is scheme://host[:port] or *, not %q", o)
+		}
 	}
 	if c.AndroidRevocationFile != "" {
 		if _, err := os.Stat(c.AndroidRevocationFile); err != nil {

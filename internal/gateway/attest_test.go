@@ -548,3 +548,30 @@ routes:
 	wantReason(t, fa.postJSON(t, "/.apiguard/attest/integrity", map[string]string{"challenge": ch.Challenge, "mac": integrityAnswer(t, ch, bin)}, nil),
 		http.StatusForbidden, "attestation-challenge-invalid", "used")
 }
+
+// TestAttestationCORS: a browser app on an allowed origin may call the
+// service; another origin may not.
+func TestAttestationCORS(t *testing.T) {
+	t.Parallel()
+	keyFile := filepath.Join(t.TempDir(), "k.pem")
+	writeKey(t, keyFile)
+	g := startGateway(t, `
+events: {store: {driver: sqlite}}
+attestation: {signing_keys: [{file: "`+keyFile+`"}], allowed_origins: ["https://shop.example"]}
+`)
+	pre := func(origin string) result {
+		req, _ := http.NewRequest(http.MethodOptions, g.url+"/.apiguard/attest/challenge", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type")
+		return do(t, req)
+	}
+	if r := pre("https://shop.example"); r.status != http.StatusNoContent || r.header.Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Fatalf("allowed origin preflight: %d %v", r.status, r.header)
+	}
+	wantProblem(t, pre("https://evil.example"), http.StatusForbidden, "cors-rejected")
+	r := send(t, http.MethodPost, g.url+"/.apiguard/attest/challenge", "application/json", `{"app_id":"x","provider":"pow"}`, "Origin", "https://shop.example")
+	if r.header.Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Fatalf("actual request without CORS headers: %v", r.header)
+	}
+}

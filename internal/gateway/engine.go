@@ -220,6 +220,18 @@ func (e *Engine) admit(rt *runtime, w http.ResponseWriter, r *http.Request, ex *
 	}
 
 	if rt.attest != nil && attest.Handles(r.URL.Path) {
+		ex.req.Route = "attest"
+		if c := rt.attestCORS; c != nil {
+			if isPreflight(r) {
+				if c.preflight(r, w.Header()) {
+					w.Header().Set("Content-Length", "0")
+					w.WriteHeader(http.StatusNoContent)
+					return false
+				}
+				return e.refuse(w, ex, "cors", http.StatusForbidden, "cors-rejected", "this origin, method or header is not allowed")
+			}
+			c.apply(r.Header.Get("Origin"), w.Header())
+		}
 		e.serveAttest(rt.attest, w, r, ex)
 		return false
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,8 +33,10 @@ type runtime struct {
 	trusted        trustedProxies
 	maxHeaderBytes int
 	globalLimits   bodyLimits
-	// attest is the attestation service, nil when not configured.
-	attest *attest.Service
+	// attest is the attestation service, nil when not configured;
+	// attestCORS lets browser apps on other origins call it.
+	attest     *attest.Service
+	attestCORS *corsPolicy
 }
 
 type bodyLimits struct {
@@ -76,6 +79,14 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 	var err error
 	if rt.attest, err = buildAttest(cfg, e.registry, e.state, prev, e.log); err != nil {
 		return nil, fmt.Errorf("attestation: %w", err)
+	}
+	if rt.attest != nil && len(cfg.Attestation.AllowedOrigins) > 0 {
+		rt.attestCORS = newCORS(&config.CORS{
+			AllowedOrigins: cfg.Attestation.AllowedOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodPost},
+			AllowedHeaders: []string{"Content-Type", attest.TokenHeader},
+			MaxAge:         config.Duration(10 * time.Minute),
+		}, nil)
 	}
 	d := deps{state: e.state, keys: e.keys, client: e.client, log: e.log, attest: rt.attest, global: map[string]builtCheck{}, closers: &rt.closers}
 	if rt.global, err = buildPipeline(&cfg.Checks, nil, cfg.Mode, d, e.metrics); err != nil {
