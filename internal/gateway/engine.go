@@ -298,8 +298,9 @@ func (e *Engine) writeVerdict(w http.ResponseWriter, ex *exchange, v pipeline.Ve
 }
 
 // limitBody enforces the body size and, for JSON, depth, element count and
-// syntax, reading no more than the limit. JSON bodies are buffered (later
-// checks need them) and re-framed with a Content-Length.
+// syntax, reading no more than the limit. JSON and URL-encoded form bodies
+// are buffered (later checks need them) and re-framed with a
+// Content-Length.
 func (e *Engine) limitBody(w http.ResponseWriter, r *http.Request, ex *exchange, lim bodyLimits) bool {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return true
@@ -311,7 +312,9 @@ func (e *Engine) limitBody(w http.ResponseWriter, r *http.Request, ex *exchange,
 	if lim.maxBody > 0 {
 		r.Body = http.MaxBytesReader(w, r.Body, lim.maxBody)
 	}
-	if !isJSON(r.Header.Get("Content-Type")) {
+	ct := r.Header.Get("Content-Type")
+	jsonBody := isJSON(ct)
+	if !jsonBody && !isForm(ct) {
 		return true
 	}
 	size := 512
@@ -330,9 +333,11 @@ func (e *Engine) limitBody(w http.ResponseWriter, r *http.Request, ex *exchange,
 		if n > 0 {
 			chunk := buf[len(buf) : len(buf)+n]
 			buf = buf[:len(buf)+n]
-			if _, serr := sc.Write(chunk); serr != nil {
-				w.Header().Set("Connection", "close")
-				return e.refuseJSON(w, ex, serr)
+			if jsonBody { // form bodies are buffered for inspection, not scanned
+				if _, serr := sc.Write(chunk); serr != nil {
+					w.Header().Set("Connection", "close")
+					return e.refuseJSON(w, ex, serr)
+				}
 			}
 		}
 		if err == io.EOF {
@@ -350,8 +355,10 @@ func (e *Engine) limitBody(w http.ResponseWriter, r *http.Request, ex *exchange,
 			return e.refuse(w, ex, "limits", http.StatusBadRequest, "bad-request", "the request body could not be read")
 		}
 	}
-	if err := sc.Close(); err != nil {
-		return e.refuseJSON(w, ex, err)
+	if jsonBody {
+		if err := sc.Close(); err != nil {
+			return e.refuseJSON(w, ex, err)
+		}
 	}
 	_ = r.Body.Close()
 	ex.req.Body = buf
@@ -380,6 +387,13 @@ func isJSON(ct string) bool {
 	mt, _, _ := strings.Cut(ct, ";")
 	mt = strings.ToLower(strings.TrimSpace(mt))
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// isForm reports a URL-encoded form body, which is buffered like JSON so
+// inspection checks can read it.
+func isForm(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded")
 }
 
 // headerBytes approximates the request head's size as sent on the wire.

@@ -126,6 +126,13 @@ type Request struct {
 	Identity Identity
 	Start    time.Time
 
+	// Typed names request values that schema validation proved to be
+	// typed (integer, boolean, enum, uuid, date-time ...): inspection for
+	// injection skips them and scans only free text. Keys are
+	// "path:NAME", "query:NAME", "header:NAME", "cookie:NAME" and
+	// "json:POINTER" (RFC 6901, e.g. json:/items/0/quantity).
+	Typed map[string]struct{}
+
 	// Verdicts records every non-allow verdict in order, for events.
 	Verdicts []Recorded
 
