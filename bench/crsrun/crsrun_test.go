@@ -87,6 +87,12 @@ func TestBaselineCorazaProxy(t *testing.T) {
 	rep := Run(context.Background(), serve(t, h), tests, 4)
 	t.Logf("plain Coraza+CRS PL1 proxy: attacks blocked %d/%d (%.1f%%), benign passed %d/%d (%.1f%%)",
 		rep.AttacksBlocked, rep.Attacks, 100*rep.AttackRate(), rep.BenignPassed, rep.Benign, 100*rep.BenignRate())
+	corpus, err := LoadLegit("testdata/legit.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := RunLegit(context.Background(), "http://"+serve(t, h), corpus)
+	t.Logf("legitimate API corpus: %d of %d refused: %v", len(refused), len(corpus), refused)
 	t.Logf("failed attacks by status %v, failed benign by status %v", statusHistogram(rep, true), statusHistogram(rep, false))
 	if rep.AttackRate() < 0.5 || rep.BenignRate() < 0.5 {
 		t.Fatalf("baseline out of the expected range (about 68%% / 87%%)")
