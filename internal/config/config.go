@@ -10,11 +10,14 @@ import (
 	"github.com/apiguard/apiguard/internal/checks/apikey"
 	"github.com/apiguard/apiguard/internal/checks/attestation"
 	"github.com/apiguard/apiguard/internal/checks/authz"
+	"github.com/apiguard/apiguard/internal/checks/graphql"
 	"github.com/apiguard/apiguard/internal/checks/httpsig"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
 	"github.com/apiguard/apiguard/internal/checks/jwt"
 	"github.com/apiguard/apiguard/internal/checks/mtls"
+	"github.com/apiguard/apiguard/internal/checks/nosql"
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
+	"github.com/apiguard/apiguard/internal/checks/ssrf"
 	"github.com/apiguard/apiguard/internal/pipeline"
 )
 
@@ -164,6 +167,12 @@ type Checks struct {
 	HTTPSig   *httpsig.Config   `yaml:"httpsig,omitempty"`
 	// Attestation demands an attestation token (Apiguard-Token).
 	Attestation *attestation.Config `yaml:"attestation,omitempty"`
+	// NoSQL refuses MongoDB-style operators in JSON bodies and queries.
+	NoSQL *nosql.Config `yaml:"nosql,omitempty"`
+	// SSRF refuses URL-valued parameters that reach internal addresses.
+	SSRF *ssrf.Config `yaml:"ssrf,omitempty"`
+	// GraphQL limits depth, aliases, batches and cost of GraphQL queries.
+	GraphQL *graphql.Config `yaml:"graphql,omitempty"`
 }
 
 // State selects the shared state backend.

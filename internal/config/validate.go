@@ -315,6 +315,15 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.Attestation != nil {
 		ch.Attestation.Validate(field.Join(path, "attestation"), errs)
 	}
+	if ch.NoSQL != nil {
+		ch.NoSQL.Validate(field.Join(path, "nosql"), errs)
+	}
+	if ch.SSRF != nil {
+		ch.SSRF.Validate(field.Join(path, "ssrf"), errs)
+	}
+	if ch.GraphQL != nil {
+		ch.GraphQL.Validate(field.Join(path, "graphql"), errs)
+	}
 }
 
 func (e *Events) validate(errs *field.Errors) {

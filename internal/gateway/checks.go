@@ -10,11 +10,14 @@ import (
 	"github.com/apiguard/apiguard/internal/checks/apikey"
 	"github.com/apiguard/apiguard/internal/checks/attestation"
 	"github.com/apiguard/apiguard/internal/checks/authz"
+	"github.com/apiguard/apiguard/internal/checks/graphql"
 	"github.com/apiguard/apiguard/internal/checks/httpsig"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
 	"github.com/apiguard/apiguard/internal/checks/jwt"
 	"github.com/apiguard/apiguard/internal/checks/mtls"
+	"github.com/apiguard/apiguard/internal/checks/nosql"
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
+	"github.com/apiguard/apiguard/internal/checks/ssrf"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/pipeline"
 	"github.com/apiguard/apiguard/internal/state"
@@ -130,6 +133,31 @@ var checkTable = []checkSpec{
 		configured: func(c *config.Checks) bool { return c.RateLimit != nil },
 		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
 			return buildRateLimit(c, d, false)
+		},
+	},
+	{
+		name:       "graphql",
+		phase:      pipeline.PhaseValidate,
+		configured: func(c *config.Checks) bool { return c.GraphQL != nil },
+		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
+			return graphql.New(*c.GraphQL), c.GraphQL.Options, nil
+		},
+	},
+	{
+		name:       "nosql",
+		phase:      pipeline.PhaseInspect,
+		configured: func(c *config.Checks) bool { return c.NoSQL != nil },
+		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
+			return nosql.New(*c.NoSQL), c.NoSQL.Options, nil
+		},
+	},
+	{
+		name:       "ssrf",
+		phase:      pipeline.PhaseInspect,
+		configured: func(c *config.Checks) bool { return c.SSRF != nil },
+		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := ssrf.New(*c.SSRF)
+			return chk, c.SSRF.Options, err
 		},
 	},
 	{
