@@ -2,6 +2,8 @@ package crsrun
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -9,8 +11,11 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apiguard/apiguard/bench/corazaproxy"
+	"github.com/apiguard/apiguard/internal/config"
+	"github.com/apiguard/apiguard/internal/gateway"
 )
 
 // testsDir finds the CRS regression tests in the module cache.
@@ -108,3 +113,81 @@ func statusHistogram(rep *Report, attack bool) map[int]int {
 	}
 	return h
 }
+
+// startGatewayWAF runs apiguard with the waf check on every request, in
+// front of an upstream that answers 200.
+func startGatewayWAF(t testing.TB, extra string) string {
+	dir := t.TempDir()
+	cfg, err := config.Parse("crs.yaml", []byte(`
+listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0, token: test-admin-token-0123456789}
+data_dir: `+dir+`
+events: {store: {driver: none}}
+limits: {max_conns_per_ip: -1}
+upstreams: {app: {targets: ["`+okUpstream(t).String()+`"]}}
+checks:
+  waf: {`+extra+`}
+routes: [{name: all, path_prefix: /, upstream: app}]
+`), config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv.Addr("public")
+}
+
+// TestGatewayWAF scores apiguard's CRS integration on the same suite and
+// corpus as the baseline, in the same run.
+func TestGatewayWAF(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the CRS regression suite")
+	}
+	tests := suite(t)
+	h, err := corazaproxy.New(okUpstream(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := Run(context.Background(), serve(t, h), tests, 4)
+	addr := startGatewayWAF(t, "")
+	rep := Run(context.Background(), addr, tests, 4)
+	t.Logf("plain Coraza+CRS PL1 proxy: attacks blocked %.1f%%, benign passed %.1f%%", 100*base.AttackRate(), 100*base.BenignRate())
+	t.Logf("apiguard waf PL1:           attacks blocked %d/%d (%.1f%%), benign passed %d/%d (%.1f%%)",
+		rep.AttacksBlocked, rep.Attacks, 100*rep.AttackRate(), rep.BenignPassed, rep.Benign, 100*rep.BenignRate())
+	t.Logf("apiguard failed attacks by status %v, failed benign by status %v", statusHistogram(rep, true), statusHistogram(rep, false))
+	corpus, err := LoadLegit("testdata/legit.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseRefused := RunLegit(context.Background(), "http://"+serve(t, h), corpus)
+	refused := RunLegit(context.Background(), "http://"+addr, corpus)
+	t.Logf("legitimate API corpus refused: baseline %d of %d, apiguard %d: %v", len(baseRefused), len(corpus), len(refused), refused)
+	if len(refused) >= len(baseRefused) {
+		t.Errorf("apiguard refuses %d legitimate requests, the plain proxy %d", len(refused), len(baseRefused))
+	}
+	// The remaining false positives are rich text that reads like code
+	// or SQL; docs/waf.md tunes them with one exclusion per field, at
+	// paranoia level 1, after which the whole corpus passes.
+	tuned := startGatewayWAF(t, tunedExclusions)
+	if refused := RunLegit(context.Background(), "http://"+tuned, corpus); len(refused) > 0 {
+		t.Errorf("legitimate API requests refused at paranoia level 1 with the documented exclusions: %v", refused)
+	}
+}
+
+// tunedExclusions are the per-field exclusions of docs/waf.md's tuning
+// example.
+const tunedExclusions = `exclusions: [
+  {rule_ids: [942360], parameters: ["json:/body"]},
+  {rule_ids: [942350], parameters: ["json:/description"]},
+  {rule_ids: [932230, 932235, 932250, 932260], parameters: ["json:/text"]},
+  {rule_ids: [942190], parameters: ["json:/note"]}]`

@@ -16,8 +16,10 @@ import (
 	"github.com/apiguard/apiguard/internal/checks/jwt"
 	"github.com/apiguard/apiguard/internal/checks/mtls"
 	"github.com/apiguard/apiguard/internal/checks/nosql"
+	"github.com/apiguard/apiguard/internal/checks/openapi"
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/checks/ssrf"
+	"github.com/apiguard/apiguard/internal/checks/waf"
 	"github.com/apiguard/apiguard/internal/pipeline"
 )
 
@@ -167,12 +169,18 @@ type Checks struct {
 	HTTPSig   *httpsig.Config   `yaml:"httpsig,omitempty"`
 	// Attestation demands an attestation token (Apiguard-Token).
 	Attestation *attestation.Config `yaml:"attestation,omitempty"`
+	// OpenAPI enforces an OpenAPI 3.0/3.1 contract on requests and
+	// responses.
+	OpenAPI *openapi.Config `yaml:"openapi,omitempty"`
 	// NoSQL refuses MongoDB-style operators in JSON bodies and queries.
 	NoSQL *nosql.Config `yaml:"nosql,omitempty"`
 	// SSRF refuses URL-valued parameters that reach internal addresses.
 	SSRF *ssrf.Config `yaml:"ssrf,omitempty"`
 	// GraphQL limits depth, aliases, batches and cost of GraphQL queries.
 	GraphQL *graphql.Config `yaml:"graphql,omitempty"`
+	// WAF detects injection with the OWASP Core Rule Set (Coraza),
+	// scanning only free-text values.
+	WAF *waf.Config `yaml:"waf,omitempty"`
 }
 
 // State selects the shared state backend.

@@ -315,6 +315,9 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.Attestation != nil {
 		ch.Attestation.Validate(field.Join(path, "attestation"), errs)
 	}
+	if ch.OpenAPI != nil {
+		ch.OpenAPI.Validate(field.Join(path, "openapi"), errs)
+	}
 	if ch.NoSQL != nil {
 		ch.NoSQL.Validate(field.Join(path, "nosql"), errs)
 	}
@@ -323,6 +326,9 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	}
 	if ch.GraphQL != nil {
 		ch.GraphQL.Validate(field.Join(path, "graphql"), errs)
+	}
+	if ch.WAF != nil {
+		ch.WAF.Validate(field.Join(path, "waf"), errs)
 	}
 }
 

@@ -16,8 +16,10 @@ import (
 	"github.com/apiguard/apiguard/internal/checks/jwt"
 	"github.com/apiguard/apiguard/internal/checks/mtls"
 	"github.com/apiguard/apiguard/internal/checks/nosql"
+	"github.com/apiguard/apiguard/internal/checks/openapi"
 	"github.com/apiguard/apiguard/internal/checks/ratelimit"
 	"github.com/apiguard/apiguard/internal/checks/ssrf"
+	"github.com/apiguard/apiguard/internal/checks/waf"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/pipeline"
 	"github.com/apiguard/apiguard/internal/state"
@@ -136,6 +138,17 @@ var checkTable = []checkSpec{
 		},
 	},
 	{
+		// Before the inspection checks: it marks the values it proved
+		// typed, which the WAF then need not scan.
+		name:       "openapi",
+		phase:      pipeline.PhaseValidate,
+		configured: func(c *config.Checks) bool { return c.OpenAPI != nil },
+		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := openapi.New(*c.OpenAPI)
+			return chk, c.OpenAPI.Options, err
+		},
+	},
+	{
 		name:       "graphql",
 		phase:      pipeline.PhaseValidate,
 		configured: func(c *config.Checks) bool { return c.GraphQL != nil },
@@ -158,6 +171,17 @@ var checkTable = []checkSpec{
 		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
 			chk, err := ssrf.New(*c.SSRF)
 			return chk, c.SSRF.Options, err
+		},
+	},
+	{
+		// After nosql and ssrf, and after schema validation has marked
+		// the typed values it need not scan.
+		name:       "waf",
+		phase:      pipeline.PhaseInspect,
+		configured: func(c *config.Checks) bool { return c.WAF != nil },
+		build: func(c *config.Checks, _ deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := waf.New(*c.WAF)
+			return chk, c.WAF.Options, err
 		},
 	},
 	{

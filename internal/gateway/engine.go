@@ -314,7 +314,7 @@ func (e *Engine) limitBody(w http.ResponseWriter, r *http.Request, ex *exchange,
 	}
 	ct := r.Header.Get("Content-Type")
 	jsonBody := isJSON(ct)
-	if !jsonBody && !isForm(ct) {
+	if !jsonBody && !isForm(ct) && !lim.bufferAll {
 		return true
 	}
 	size := 512
@@ -490,8 +490,14 @@ func (e *Engine) finish(ex *exchange, r *http.Request) {
 		ev.Score = v.Verdict.Score
 		ev.Detail = v.Verdict.Detail
 		ev.CheckLatency = v.Latency
-		if v.Err != nil {
-			ev.Attrs = map[string]string{"error": v.Err.Error()}
+		if v.Err != nil || len(v.Verdict.Evidence) > 0 {
+			ev.Attrs = make(map[string]string, len(v.Verdict.Evidence)+1)
+			for k, val := range v.Verdict.Evidence {
+				ev.Attrs[k] = val
+			}
+			if v.Err != nil {
+				ev.Attrs["error"] = v.Err.Error()
+			}
 		}
 		e.events.Publish(ev)
 	}

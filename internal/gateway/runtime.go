@@ -42,6 +42,9 @@ type runtime struct {
 type bodyLimits struct {
 	maxBody int64
 	json    jsonlimit.Limits
+	// bufferAll buffers bodies of every content type (up to maxBody) for
+	// inspection, not only JSON and forms: the route runs the WAF.
+	bufferAll bool
 }
 
 type route struct {
@@ -71,6 +74,9 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 			maxBody: int64(cfg.Limits.MaxBodyBytes),
 			json:    jsonlimit.Limits{MaxDepth: cfg.Limits.JSONMaxDepth, MaxElements: cfg.Limits.JSONMaxElements},
 		},
+	}
+	if w := cfg.Checks.WAF; w != nil {
+		rt.globalLimits.bufferAll = w.Mode != pipeline.ModeOff
 	}
 	var prev *attest.Service
 	if old := e.rt.Load(); old != nil {
@@ -119,6 +125,12 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 			},
 			cors:     newCORS(rc.CORS, rc.Methods),
 			duration: e.metrics.duration.WithLabelValues(rc.Name),
+		}
+		if w := rc.Checks.WAF; w != nil || cfg.Checks.WAF != nil {
+			if w == nil {
+				w = cfg.Checks.WAF
+			}
+			r.limits.bufferAll = w.Mode != pipeline.ModeOff
 		}
 		host := strings.ToLower(rc.Host)
 		if strings.HasPrefix(host, "*.") {

@@ -69,6 +69,10 @@ type Verdict struct {
 	// Extensions are extra members of the problem document (RFC 9457 §3.2),
 	// e.g. the violated rate-limit policies.
 	Extensions map[string]any
+	// Evidence is recorded with the verdict's event (matched rules,
+	// thresholds, truncated and redacted data) and never sent to the
+	// client.
+	Evidence map[string]string
 	// MonitorOnly marks a deny that its check was configured to only
 	// monitor (per-policy monitor mode): recorded as would-deny, not enforced.
 	MonitorOnly bool
