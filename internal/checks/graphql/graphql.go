@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/apiguard/apiguard/internal/config/field"
+	"github.com/apiguard/apiguard/internal/lenient"
 	"github.com/apiguard/apiguard/internal/pipeline"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -524,42 +525,10 @@ func queryValues(raw, name string) []string {
 		var pair string
 		pair, raw, _ = strings.Cut(raw, "&")
 		k, v, _ := strings.Cut(pair, "=")
-		if unescape(k) == name {
-			out = append(out, unescape(v))
+		if k, _ := lenient.QueryUnescape(k); k == name {
+			v, _ := lenient.QueryUnescape(v)
+			out = append(out, v)
 		}
 	}
 	return out
-}
-
-func unescape(s string) string {
-	if !strings.ContainsAny(s, "%+") {
-		return s
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '+':
-			b = append(b, ' ')
-		case c == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]):
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-			i += 2
-		default:
-			b = append(b, c)
-		}
-	}
-	return string(b)
-}
-
-func ishex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/apiguard/apiguard/internal/config/field"
+	"github.com/apiguard/apiguard/internal/lenient"
 	"github.com/apiguard/apiguard/internal/pipeline"
 )
 
@@ -185,7 +186,7 @@ func (s *scan) query(raw string) (pipeline.Verdict, bool) {
 			return tooComplex, true
 		}
 		k, v, _ := strings.Cut(pair, "=")
-		name := unescape(k)
+		name, _ := lenient.QueryUnescape(k)
 		segs := splitQueryKey(name)
 		allowed := false
 		for i, seg := range segs {
@@ -200,7 +201,7 @@ func (s *scan) query(raw string) (pipeline.Verdict, bool) {
 		if allowed {
 			continue
 		}
-		val := unescape(v)
+		val, _ := lenient.QueryUnescape(v)
 		if looksJSON(val) {
 			if _, typed := s.typed["query:"+name]; !typed {
 				if v, bad := s.json([]byte(val), segs, 0, "query parameter "+quoteName(name)); bad {
@@ -359,64 +360,6 @@ func pointer(path []string) string {
 
 func quoteName(s string) string { return `"` + safe(s) + `"` }
 
-// safe percent-escapes everything but a conservative set of characters and
-// truncates, so attacker-chosen names cannot inject markup or control
-// characters into a problem document or a log line.
-func safe(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if b.Len() >= maxDetailName {
-			b.WriteString("...")
-			break
-		}
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("$/_-.~*[]:", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}
-
-// unescape decodes a query component like a lenient server would: '+' is a
-// space and invalid escapes are kept as written instead of failing.
-func unescape(s string) string {
-	if !strings.ContainsAny(s, "%+") {
-		return s
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '+':
-			b = append(b, ' ')
-		case c == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]):
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-			i += 2
-		default:
-			b = append(b, c)
-		}
-	}
-	return string(b)
-}
-
-func ishex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
-}
-
 // splitPointer parses an RFC 6901 pointer into unescaped segments.
 func splitPointer(p string) ([]string, bool) {
 	if p == "" || p[0] != '/' {
@@ -446,3 +389,7 @@ func matchPointer(pat, path []string) bool {
 	}
 	return true
 }
+
+// safe quotes an attacker-chosen name for a problem detail; '$' is kept so
+// the operator shows.
+func safe(s string) string { return lenient.SafeName(s, maxDetailName, "$/_-.~*[]:") }

@@ -1,6 +1,7 @@
 package ssrf
 
 import (
+	"github.com/apiguard/apiguard/internal/lenient"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -137,7 +138,7 @@ func stripPort(hp string) string {
 // (as IDNA mapping would), lower-cases and drops trailing dots.
 func normaliseHost(h string) string {
 	for range 3 { // a fetcher decodes once; decoding more only errs on the safe side
-		d := percentDecode(h)
+		d := lenient.PercentDecode(h)
 		if d == h {
 			break
 		}
@@ -174,36 +175,6 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-func percentDecode(s string) string {
-	if strings.IndexByte(s, '%') < 0 {
-		return s
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-			i += 2
-			continue
-		}
-		b = append(b, s[i])
-	}
-	return string(b)
-}
-
-func ishex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
 }
 
 // hostKind is what a normalised host is.
@@ -266,7 +237,7 @@ func isNumber(s string) bool {
 	}
 	if len(s) >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
 		for i := 2; i < len(s); i++ {
-			if !ishex(s[i]) {
+			if strings.IndexByte("0123456789abcdefABCDEF", s[i]) < 0 {
 				return false
 			}
 		}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/internal/config/field"
+	"github.com/apiguard/apiguard/internal/lenient"
 	"github.com/apiguard/apiguard/internal/pipeline"
 )
 
@@ -299,11 +300,11 @@ func (s *scan) query(raw string) (pipeline.Verdict, error) {
 			return tooLarge, nil
 		}
 		k, v, _ := strings.Cut(pair, "=")
-		name := queryUnescape(k)
+		name, _ := lenient.QueryUnescape(k)
 		if !s.c.auto && !s.c.queryNames[name] {
 			continue
 		}
-		if vd, err := s.value("query parameter "+quote(name), queryUnescape(v)); vd.Action != pipeline.Allow || err != nil {
+		if vd, err := s.value("query parameter "+quote(name), queryValue(v)); vd.Action != pipeline.Allow || err != nil {
 			return vd, err
 		}
 	}
@@ -421,33 +422,6 @@ func pointer(path []string) string {
 
 func quote(s string) string { return `"` + safe(s) + `"` }
 
-// safe percent-escapes all but a conservative set of characters and
-// truncates, so attacker-chosen names cannot inject markup or control
-// characters into a problem document or log line.
-func safe(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if b.Len() >= maxDetailName {
-			b.WriteString("...")
-			break
-		}
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("/_-.~*[]:", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}
-
-func queryUnescape(s string) string {
-	return percentDecode(strings.ReplaceAll(s, "+", " "))
-}
-
 func durationOr(s string, def time.Duration) (time.Duration, error) {
 	if s == "" {
 		return def, nil
@@ -466,4 +440,12 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// safe quotes an attacker-chosen name for a problem detail.
+func safe(s string) string { return lenient.SafeName(s, maxDetailName, "/_-.~*[]:") }
+
+func queryValue(v string) string {
+	d, _ := lenient.QueryUnescape(v)
+	return d
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/apiguard/apiguard/internal/lenient"
 	"github.com/apiguard/apiguard/internal/pipeline"
 )
 
@@ -270,47 +271,12 @@ func parseQuery(s string) (m url.Values, bad bool) {
 			continue
 		}
 		k, v, _ := strings.Cut(kv, "=")
-		k, ok1 := unescape(k)
-		v, ok2 := unescape(v)
+		k, ok1 := lenient.QueryUnescape(k)
+		v, ok2 := lenient.QueryUnescape(v)
 		bad = bad || !ok1 || !ok2
 		m[k] = append(m[k], v)
 	}
 	return m, bad
-}
-
-// unescape is url.QueryUnescape that keeps invalid escapes as they are;
-// ok reports there were none.
-func unescape(s string) (string, bool) {
-	if u, err := url.QueryUnescape(s); err == nil {
-		return u, true
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '+':
-			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]):
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String(), false
-}
-
-func ishex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }
 
 // cookies handles one Cookie header line: typed cookies are dropped,
