@@ -2,8 +2,6 @@ package crsrun
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -11,11 +9,9 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/apiguard/apiguard/bench/corazaproxy"
-	"github.com/apiguard/apiguard/internal/config"
-	"github.com/apiguard/apiguard/internal/gateway"
+	"github.com/apiguard/apiguard/internal/testutil/gatewaytest"
 )
 
 // testsDir finds the CRS regression tests in the module cache.
@@ -117,34 +113,13 @@ func statusHistogram(rep *Report, attack bool) map[int]int {
 // startGatewayWAF runs apiguard with the waf check on every request, in
 // front of an upstream that answers 200.
 func startGatewayWAF(t testing.TB, extra string) string {
-	dir := t.TempDir()
-	cfg, err := config.Parse("crs.yaml", []byte(`
-listen: 127.0.0.1:0
-admin: {listen: 127.0.0.1:0, token: test-admin-token-0123456789}
-data_dir: `+dir+`
-events: {store: {driver: none}}
+	return gatewaytest.Start(t, `events: {store: {driver: none}}
 limits: {max_conns_per_ip: -1}
 upstreams: {app: {targets: ["`+okUpstream(t).String()+`"]}}
 checks:
   waf: {`+extra+`}
 routes: [{name: all, path_prefix: /, upstream: app}]
-`), config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv.Addr("public")
+`).Addr
 }
 
 // TestGatewayWAF scores apiguard's CRS integration on the same suite and

@@ -2,9 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -14,9 +11,8 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/internal/attest"
-	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/demo"
-	"github.com/apiguard/apiguard/internal/gateway"
+	"github.com/apiguard/apiguard/internal/testutil/gatewaytest"
 )
 
 // startGateway runs the real gateway in front of the demo shop: /api/
@@ -30,43 +26,23 @@ func startGateway(t *testing.T) (string, *attest.Store) {
 	}
 	up := httptest.NewServer(shop)
 	t.Cleanup(up.Close)
-	dir := t.TempDir()
 	key, _, err := attest.GenerateKey("EdDSA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(dir, "attest.pem")
+	keyFile := filepath.Join(t.TempDir(), "attest.pem")
 	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("genuine.yaml", []byte(`
-listen: 127.0.0.1:0
-admin: {listen: 127.0.0.1:0, token: test-admin-token-0123456789}
-data_dir: `+dir+`
-attestation: {signing_keys: [{file: "`+keyFile+`"}]}
+	g := gatewaytest.Start(t, `attestation: {signing_keys: [{file: "`+keyFile+`"}]}
 upstreams: {shop: {targets: ["`+up.URL+`"]}}
 routes:
   - {name: transfer, path_prefix: /api/transfer, upstream: shop,
      checks: {attestation: {apps: [shop-cli], bind_header: Authorization, single_use: true}}}
   - {name: login, path_prefix: /api/login, upstream: shop}
   - {name: api, path_prefix: /api/, upstream: shop, checks: {attestation: {apps: [shop-cli]}}}
-`), config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	store, err := attest.OpenStore(t.Context(), "sqlite", filepath.Join(dir, "events.db"))
+`)
+	store, err := attest.OpenStore(t.Context(), "sqlite", filepath.Join(g.DataDir, "events.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +50,7 @@ routes:
 	if err := store.PutApp(t.Context(), &attest.App{ID: "shop-cli", Providers: []string{attest.ProviderIntegrity}, CreatedAt: time.Now()}, true); err != nil {
 		t.Fatal(err)
 	}
-	return "http://" + srv.Addr("public"), store
+	return g.URL, store
 }
 
 // TestGenuineAndTamperedBinary builds the example, registers the build as

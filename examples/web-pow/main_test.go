@@ -3,20 +3,15 @@
 package webpow
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/apiguard/apiguard/internal/attest"
-	"github.com/apiguard/apiguard/internal/config"
-	"github.com/apiguard/apiguard/internal/gateway"
+	"github.com/apiguard/apiguard/internal/testutil/gatewaytest"
 )
 
 func TestNodeProofOfWork(t *testing.T) {
@@ -24,32 +19,11 @@ func TestNodeProofOfWork(t *testing.T) {
 	if err != nil {
 		t.Skip("node is not installed: the browser example cannot run")
 	}
-	dir := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "k.pem")
 	key, _, _ := attest.GenerateKey("EdDSA")
-	keyFile := filepath.Join(dir, "k.pem")
 	_ = os.WriteFile(keyFile, key, 0o600)
-	cfg, err := config.Parse("pow.yaml", []byte(`
-listen: 127.0.0.1:0
-admin: {listen: 127.0.0.1:0, token: test-admin-token-0123456789}
-data_dir: `+dir+`
-attestation: {signing_keys: [{file: "`+keyFile+`"}], pow_difficulty: 12}
-`), config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	store, err := attest.OpenStore(t.Context(), "sqlite", filepath.Join(dir, "events.db"))
+	g := gatewaytest.Start(t, `attestation: {signing_keys: [{file: "`+keyFile+`"}], pow_difficulty: 12}`)
+	store, err := attest.OpenStore(t.Context(), "sqlite", filepath.Join(g.DataDir, "events.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +31,7 @@ attestation: {signing_keys: [{file: "`+keyFile+`"}], pow_difficulty: 12}
 	if err := store.PutApp(t.Context(), &attest.App{ID: "shop-web", Providers: []string{attest.ProviderPoW}}, true); err != nil {
 		t.Fatal(err)
 	}
-	url := "http://" + srv.Addr("public")
+	url := g.URL
 	out, err := exec.Command(node, "pow.mjs", url, "shop-web").CombinedOutput()
 	if err != nil {
 		t.Fatalf("node: %v\n%s", err, out)
