@@ -132,10 +132,20 @@ func TestDemoJSON(t *testing.T) {
 	if !strings.Contains(errOut, "admin_token=") {
 		t.Errorf("the admin token is not shown on stderr in --json mode")
 	}
+	// Each scenario is stopped by the capability it is about.
+	wantReason := map[string]string{
+		"flood": "rate-limited", "sql-injection": "injection-detected", "xss": "injection-detected",
+		"mass-assignment": "request-invalid", "shadow-endpoint": "undeclared-operation",
+		"zombie-endpoint": "deprecated-operation", "ssrf-avatar": "ssrf-blocked",
+	}
 	for _, s := range summary.Scenarios {
-		if s.Name == "flood" && s.DeniedBy["rate-limited"] == 0 {
-			t.Errorf("the flood was not rate limited: %+v", s)
+		if r, ok := wantReason[s.Name]; ok && s.DeniedBy[r] == 0 {
+			t.Errorf("%s: never denied with %s: %+v", s.Name, r, s)
 		}
+		delete(wantReason, s.Name)
+	}
+	if len(wantReason) > 0 {
+		t.Errorf("scenarios missing from the summary: %v", wantReason)
 	}
 
 	// The demo recorded its traffic; suggest reads it back.

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	demoassets "github.com/apiguard/apiguard/examples/demo"
@@ -105,6 +106,22 @@ type ConfigVars struct {
 	AdminToken  string // DEMO_ADMIN_TOKEN (at least 16 characters)
 }
 
+// SpecFile is the shop's OpenAPI description in the data directory
+// (apiguard.yaml: checks.openapi.spec).
+const SpecFile = "shop.openapi.yaml"
+
+// WriteSpec writes examples/demo/openapi.yaml to dataDir/SpecFile, where
+// the demo config expects it.
+func WriteSpec(dataDir string) error {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("demo: data dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, SpecFile), demoassets.OpenAPI, 0o600); err != nil {
+		return fmt.Errorf("demo: write the shop's spec: %w", err)
+	}
+	return nil
+}
+
 // LoadConfig parses the embedded examples/demo/apiguard.yaml with vars;
 // other ${NAME} references fall back to the environment.
 func LoadConfig(vars ConfigVars) (*config.Config, error) {
@@ -156,9 +173,13 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer srv.Close()
 	o.Log.Debug("demo shop listening (reachable only through the gateway)", "url", shopURL)
 
-	// The config names the attestation key file, so it must exist first.
+	// The config names the attestation key file and the shop's spec, so
+	// they must exist first.
 	kit, err := prepareAttestation(ctx, o.DataDir)
 	if err != nil {
+		return err
+	}
+	if err := WriteSpec(o.DataDir); err != nil {
 		return err
 	}
 	token := rand.Text() // 26 base32 characters, 130 bits

@@ -40,6 +40,12 @@ func DefaultScenarios() []Scenario {
 		{Name: "replayed-attestation", Kind: Attack, Description: "attestation tokens captured from genuine transfers, on another account and sent again", Run: runReplayedAttestation},
 		{Name: "expired-attestation", Kind: Attack, Description: "an attestation token captured 10 minutes ago", Run: runExpiredAttestation},
 		{Name: "bola-profiles", Kind: Attack, Description: "a signed-in customer walks other customers' profiles and orders", Run: runBOLAProfiles},
+		{Name: "sql-injection", Kind: Attack, Description: "SQL and NoSQL injection in the search box, a product id and the login form", Run: runSQLInjection},
+		{Name: "xss", Kind: Attack, Description: "a customer posts reviews with script payloads and tries reflected XSS in search", Run: runXSS},
+		{Name: "mass-assignment", Kind: Attack, Description: "a customer sets role admin on their profile and status paid on an order", Run: runMassAssignment},
+		{Name: "shadow-endpoint", Kind: Attack, Description: "the undeclared /api/debug/vars and other endpoints missing from the spec", Run: runShadowEndpoint},
+		{Name: "zombie-endpoint", Kind: Attack, Description: "the deprecated, unauthenticated v1 profile endpoint", Run: runZombieEndpoint},
+		{Name: "ssrf-avatar", Kind: Attack, Description: "avatar URLs aimed at the cloud metadata service, localhost and private networks", Run: runSSRFAvatar},
 	}
 }
 
@@ -131,6 +137,7 @@ func shopperVisits(ctx context.Context, c *Client, p shopperProfile) {
 	}
 	for ctx.Err() == nil {
 		a.Get(ctx, "/api/products")
+		browseCatalog(ctx, a)
 		for range 1 + rand.IntN(3) {
 			if !think(ctx, 400*time.Millisecond, 1800*time.Millisecond) {
 				return
@@ -151,6 +158,7 @@ func shopperVisits(ctx context.Context, c *Client, p shopperProfile) {
 				think(ctx, 300*time.Millisecond, 1200*time.Millisecond)
 				expired(a, a.Get(ctx, "/api/users/"+p.user))
 			}
+			reviewOrEditProfile(ctx, a, p.user)
 			if len(own) > 0 && chance(0.6) {
 				think(ctx, 300*time.Millisecond, 1200*time.Millisecond)
 				expired(a, a.Get(ctx, "/api/orders/"+strconv.FormatInt(pick(own), 10)))

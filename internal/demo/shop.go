@@ -1,14 +1,17 @@
 package demo
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"mime"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +28,9 @@ import (
 
 // DemoPassword is the password of every demo user.
 const DemoPassword = "demo-password"
+
+// maxReviews bounds the reviews the shop keeps (the oldest go first).
+const maxReviews = 1000
 
 // maxCreatedOrders bounds the orders the shop keeps in memory beyond its
 // fixture, so a long-running demo cannot grow without limit.
@@ -52,6 +58,7 @@ type userProfile struct {
 	CardLast4   string  `json:"card_last4"`
 	IBAN        string  `json:"iban"`
 	Role        string  `json:"role"`
+	AvatarURL   string  `json:"avatar_url,omitempty"`
 }
 
 type user struct {
@@ -81,6 +88,16 @@ type order struct {
 	Status          string    `json:"status"`
 	ShippingAddress address   `json:"shipping_address"`
 	CreatedAt       time.Time `json:"created_at"`
+}
+
+type review struct {
+	ID        int64     `json:"id"`
+	ProductID int64     `json:"product_id"`
+	Author    string    `json:"author"`
+	Rating    int       `json:"rating"`
+	Title     string    `json:"title"`
+	Text      string    `json:"text"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 type transfer struct {
@@ -172,15 +189,19 @@ func makeFixtureOrders(users map[string]*user, products map[int64]*product) map[
 type Shop struct {
 	idp      *identityProvider
 	signer   *appSigner         // the app's transfer-signing key
-	users    map[string]*user   // read-only after NewShop
+	users    map[string]*user   // the map is read-only after NewShop; the profiles are guarded by mu
 	products map[int64]*product // read-only after NewShop
 	mux      *http.ServeMux
 	routes   []shopRoute
-	mu       sync.Mutex
-	orders   map[int64]*order // guarded by mu
-	nextID   int64            // guarded by mu; next order id
-	created  int              // guarded by mu; orders created since start
-	nextTxID int64            // guarded by mu; next transfer id
+	// fetch downloads a URL server-side (avatars); replaced in tests.
+	fetch        func(url string)
+	mu           sync.Mutex
+	orders       map[int64]*order // guarded by mu
+	nextID       int64            // guarded by mu; next order id
+	created      int              // guarded by mu; orders created since start
+	nextTxID     int64            // guarded by mu; next transfer id
+	reviews      []review         // guarded by mu; oldest first
+	nextReviewID int64            // guarded by mu
 }
 
 // shopRoute is one endpoint; declared says whether openapi.yaml describes it.
@@ -200,13 +221,17 @@ func NewShop() (*Shop, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Shop{idp: idp, signer: signer, users: fixtureUsers(), products: fixtureProducts(), nextID: 1006, nextTxID: 1}
+	s := &Shop{idp: idp, signer: signer, users: fixtureUsers(), products: fixtureProducts(), nextID: 1006, nextTxID: 1, nextReviewID: 1}
+	s.fetch = fetchInBackground
 	s.orders = makeFixtureOrders(s.users, s.products)
 	s.routes = []shopRoute{
 		{"POST", "/api/login", true, s.login},
 		{"GET", "/api/products", true, s.listProducts},
 		{"GET", "/api/products/{id}", true, s.getProduct},
+		{"GET", "/api/products/{id}/reviews", true, s.listReviews},
+		{"POST", "/api/products/{id}/reviews", true, s.authed(s.createReview)},
 		{"GET", "/api/users/{username}", true, s.authed(s.getUser)},
+		{"PATCH", "/api/users/{username}", true, s.authed(s.updateUser)},
 		{"POST", "/api/orders", true, s.authed(s.createOrder)},
 		{"GET", "/api/orders/{id}", true, s.authed(s.getOrder)},
 		{"POST", "/api/transfer", true, s.authed(s.createTransfer)},
@@ -232,7 +257,7 @@ func (s *Shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Token issues a token for a demo user as POST /api/login would, without the
 // password. Tests use it to call the shop or the gateway as that user.
 func (s *Shop) Token(username string) (string, error) {
-	u, ok := s.users[username]
+	u, ok := s.profile(username)
 	if !ok {
 		return "", fmt.Errorf("demo: no user %q", username)
 	}
@@ -270,7 +295,8 @@ func (s *Shop) login(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusUnauthorized, "invalid-credentials", "invalid username or password")
 		return
 	}
-	tok, err := s.idp.issue(u.Username, []string{u.Role})
+	p, _ := s.profile(u.Username)
+	tok, err := s.idp.issue(p.Username, []string{p.Role})
 	if err != nil {
 		writeProblem(w, http.StatusInternalServerError, "internal", "could not issue a token")
 		return
@@ -278,14 +304,108 @@ func (s *Shop) login(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
 }
 
-func (s *Shop) listProducts(w http.ResponseWriter, _ *http.Request) {
+// listProducts lists the catalog, optionally searched (q), filtered by
+// category and max_price, and sorted.
+//
+// HOLE (API8 security misconfiguration, injection): the search term goes
+// into the shop's SQL query unescaped (`... WHERE name LIKE '%<q>%'`); this
+// in-memory shop only pretends, but the request an attacker sends is the
+// real thing.
+func (s *Shop) listProducts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	term := strings.ToLower(q.Get("q"))
+	category := q.Get("category")
+	maxPrice := math.Inf(1)
+	if v := q.Get("max_price"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			writeProblem(w, http.StatusBadRequest, "invalid-query", "max_price must be a number")
+			return
+		}
+		maxPrice = f
+	}
 	out := make([]*product, 0, len(s.products))
 	for id := int64(1); id <= int64(len(s.products)); id++ {
-		if p, ok := s.products[id]; ok {
-			out = append(out, p)
+		p, ok := s.products[id]
+		if !ok || p.Price > maxPrice || (category != "" && p.Category != category) {
+			continue
 		}
+		if term != "" && !strings.Contains(strings.ToLower(p.Name+" "+p.Description), term) {
+			continue
+		}
+		out = append(out, p)
+	}
+	switch q.Get("sort") {
+	case "price":
+		slices.SortStableFunc(out, func(a, b *product) int { return cmp.Compare(a.Price, b.Price) })
+	case "-price":
+		slices.SortStableFunc(out, func(a, b *product) int { return cmp.Compare(b.Price, a.Price) })
+	case "name":
+		slices.SortStableFunc(out, func(a, b *product) int { return strings.Compare(a.Name, b.Name) })
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+type reviewRequest struct {
+	Rating int    `json:"rating"`
+	Title  string `json:"title"`
+	Text   string `json:"text"`
+}
+
+// listReviews returns a product's reviews, newest first.
+func (s *Shop) listReviews(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if _, found := s.products[id]; !found {
+		writeProblem(w, http.StatusNotFound, "not-found", "no such product")
+		return
+	}
+	out := []review{}
+	s.mu.Lock()
+	for i := len(s.reviews) - 1; i >= 0; i-- {
+		if s.reviews[i].ProductID == id {
+			out = append(out, s.reviews[i])
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// createReview stores a customer's review of a product.
+//
+// HOLE (API8 security misconfiguration, stored XSS): title and text are
+// stored as sent and the shop's web front end renders them as HTML, so a
+// <script> in a review runs in every visitor's browser.
+func (s *Shop) createReview(w http.ResponseWriter, r *http.Request, who principal) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if _, found := s.products[id]; !found {
+		writeProblem(w, http.StatusNotFound, "not-found", "no such product")
+		return
+	}
+	var req reviewRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Rating < 1 || req.Rating > 5 {
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid-rating", "rating must be between 1 and 5")
+		return
+	}
+	rv := review{ProductID: id, Author: who.Subject, Rating: req.Rating, Title: req.Title, Text: req.Text,
+		CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	s.mu.Lock()
+	rv.ID = s.nextReviewID
+	s.nextReviewID++
+	if len(s.reviews) >= maxReviews {
+		s.reviews = slices.Delete(s.reviews, 0, 1)
+	}
+	s.reviews = append(s.reviews, rv)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusCreated, rv)
 }
 
 func (s *Shop) getProduct(w http.ResponseWriter, r *http.Request) {
@@ -307,12 +427,80 @@ func (s *Shop) getProduct(w http.ResponseWriter, r *http.Request) {
 // any other user's profile; the handler never compares the path with the
 // token's subject.
 func (s *Shop) getUser(w http.ResponseWriter, r *http.Request, _ principal) {
+	p, ok := s.profile(r.PathValue("username"))
+	if !ok {
+		writeProblem(w, http.StatusNotFound, "not-found", "no such user")
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// updateUser changes a profile (name, contact details, avatar).
+//
+// HOLE (API1): like getUser it never compares the path with the caller.
+//
+// HOLE (API3 broken object property level authorization, "mass
+// assignment"): the body is decoded straight into the stored profile, so
+// "role": "admin" makes the caller an administrator at their next sign-in.
+//
+// HOLE (API7 server-side request forgery): the shop downloads avatar_url
+// from its own network to make a thumbnail, whatever address it names: a
+// cloud metadata service, the admin port of a neighbour, localhost.
+func (s *Shop) updateUser(w http.ResponseWriter, r *http.Request, _ principal) {
 	u, ok := s.users[r.PathValue("username")]
 	if !ok {
 		writeProblem(w, http.StatusNotFound, "not-found", "no such user")
 		return
 	}
-	writeJSON(w, http.StatusOK, u.userProfile)
+	s.mu.Lock()
+	upd := u.userProfile
+	s.mu.Unlock()
+	if !decodeJSON(w, r, &upd) {
+		return
+	}
+	upd.Username = u.Username // the one field it does protect
+	s.mu.Lock()
+	u.userProfile = upd
+	s.mu.Unlock()
+	if upd.AvatarURL != "" {
+		s.fetch(upd.AvatarURL)
+	}
+	writeJSON(w, http.StatusOK, upd)
+}
+
+// profile returns a copy of a user's profile.
+func (s *Shop) profile(name string) (userProfile, bool) {
+	u, ok := s.users[name]
+	if !ok {
+		return userProfile{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return u.userProfile, true
+}
+
+// avatarFetches bounds the downloads in flight, so a flood of profile
+// updates cannot pile up goroutines.
+var avatarFetches = make(chan struct{}, 4)
+
+// fetchInBackground downloads url as the shop's thumbnail job would, in the
+// background and with a short timeout; failures are ignored.
+func fetchInBackground(url string) {
+	select {
+	case avatarFetches <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-avatarFetches }()
+		c := &http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		_ = resp.Body.Close()
+	}()
 }
 
 // getOrder returns an order, including the owner's shipping address.
@@ -367,8 +555,8 @@ func (s *Shop) createOrder(w http.ResponseWriter, r *http.Request, who principal
 		writeProblem(w, http.StatusUnprocessableEntity, "invalid-payment", "payment must be card, paypal, invoice or voucher")
 		return
 	}
-	u := s.users[who.Subject]
-	if u == nil {
+	u, ok := s.profile(who.Subject)
+	if !ok {
 		writeProblem(w, http.StatusForbidden, "unknown-customer", "no customer account for this token")
 		return
 	}
@@ -445,7 +633,8 @@ func (s *Shop) adminListUsers(w http.ResponseWriter, _ *http.Request, who princi
 	}
 	out := make([]userProfile, 0, len(s.users))
 	for _, name := range []string{"alice", "bob", "carol"} {
-		out = append(out, s.users[name].userProfile)
+		p, _ := s.profile(name)
+		out = append(out, p)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -457,13 +646,13 @@ func (s *Shop) adminListUsers(w http.ResponseWriter, _ *http.Request, who princi
 // but still deployed, and it predates authentication: anyone can read any
 // customer's personal data.
 func (s *Shop) getUserV1(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.users[r.PathValue("username")]
+	p, ok := s.profile(r.PathValue("username"))
 	if !ok {
 		writeProblem(w, http.StatusNotFound, "not-found", "no such user")
 		return
 	}
 	w.Header().Set("Deprecation", "@1735689600") // RFC 9745: deprecated since 2025-01-01
-	writeJSON(w, http.StatusOK, u.userProfile)
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (s *Shop) jwks(w http.ResponseWriter, _ *http.Request) {

@@ -256,6 +256,19 @@ func TestRoutes(t *testing.T) {
 		{"admin list as customer", "GET", "/api/admin/users", alice, "", 403},
 		{"admin list without token", "GET", "/api/admin/users", "", "", 401},
 
+		{"search", "GET", "/api/products?q=jacket&sort=-price&max_price=200", "", "", 200},
+		{"search bad max_price", "GET", "/api/products?max_price=cheap", "", "", 400},
+		{"reviews", "GET", "/api/products/2/reviews", "", "", 200},
+		{"reviews of unknown product", "GET", "/api/products/99/reviews", "", "", 404},
+		{"review", "POST", "/api/products/2/reviews", alice, `{"rating":4,"title":"Warm","text":"It's warm."}`, 201},
+		{"review without token", "POST", "/api/products/2/reviews", "", `{"rating":4,"title":"Warm","text":""}`, 401},
+		{"review bad rating", "POST", "/api/products/2/reviews", alice, `{"rating":9,"title":"Warm","text":""}`, 422},
+		{"review unknown product", "POST", "/api/products/99/reviews", alice, `{"rating":4,"title":"x","text":""}`, 404},
+		{"update own profile", "PATCH", "/api/users/alice", alice, `{"phone":"+49 30 5550 1234"}`, 200},
+		{"update profile without token", "PATCH", "/api/users/alice", "", `{"phone":"+49 30 5550 1234"}`, 401},
+		{"update unknown profile", "PATCH", "/api/users/mallory", alice, `{"phone":"+1 555 0100"}`, 404},
+		{"update profile invalid JSON", "PATCH", "/api/users/alice", alice, `{"phone":`, 400},
+
 		{"jwks", "GET", JWKSPath, "", "", 200},
 		{"unknown path", "GET", "/api/nothing-here", "", "", 404},
 		{"wrong method", "DELETE", "/api/products", "", "", 405},
@@ -335,6 +348,52 @@ func TestHoles(t *testing.T) {
 		r := call(t, srv, "POST", "/api/orders", bob, `{"product_id":5,"quantity":1,"payment":"invoice","status":"paid"}`)
 		if r.status != 201 || jsonField(t, r.body, "status") != "paid" {
 			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+	})
+	t.Run("mass assignment: the client makes itself admin", func(t *testing.T) {
+		s, srv := newTestShop(t)
+		mallory := login(t, srv, "bob")
+		r := call(t, srv, "PATCH", "/api/users/bob", mallory, `{"role":"admin"}`)
+		if r.status != 200 || jsonField(t, r.body, "role") != "admin" {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		tok := login(t, srv, "bob")
+		if r := call(t, srv, "GET", "/api/admin/users", tok, ""); r.status != 200 {
+			t.Fatalf("bob as admin: status %d", r.status)
+		}
+		if p, _ := s.profile("bob"); p.Username != "bob" || p.Address.City != "Amsterdam" {
+			t.Errorf("profile %+v", p)
+		}
+	})
+	t.Run("SSRF: the shop downloads any avatar URL", func(t *testing.T) {
+		_, srv := newTestShop(t)
+		hit := make(chan string, 1)
+		internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hit <- r.URL.Path
+			_, _ = io.WriteString(w, "secret")
+		}))
+		defer internal.Close()
+		r := call(t, srv, "PATCH", "/api/users/bob", login(t, srv, "bob"), `{"avatar_url":"`+internal.URL+`/latest/meta-data/"}`)
+		if r.status != 200 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		select {
+		case p := <-hit:
+			if p != "/latest/meta-data/" {
+				t.Errorf("fetched %s", p)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the shop did not fetch the avatar URL")
+		}
+	})
+	t.Run("stored XSS: reviews are kept as sent", func(t *testing.T) {
+		payload := `<script>alert(1)</script>`
+		if r := call(t, srv, "POST", "/api/products/4/reviews", bob, `{"rating":5,"title":"x","text":"`+payload+`"}`); r.status != 201 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		r := call(t, srv, "GET", "/api/products/4/reviews", "", "")
+		if !strings.Contains(string(r.body), `\u003cscript\u003ealert(1)\u003c/script\u003e`) {
+			t.Fatalf("review not stored as sent: %s", r.body)
 		}
 	})
 	t.Run("zombie API: v1 profile without authentication", func(t *testing.T) {

@@ -209,6 +209,15 @@ func (a *Agent) PostJSON(ctx context.Context, path string, v any) Response {
 	return a.Do(ctx, http.MethodPost, path, b)
 }
 
+// PatchJSON marshals v and PATCHes it.
+func (a *Agent) PatchJSON(ctx context.Context, path string, v any) Response {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Response{Err: err}
+	}
+	return a.Do(ctx, http.MethodPatch, path, b)
+}
+
 // Login signs in through POST /api/login and keeps the token on success.
 func (a *Agent) Login(ctx context.Context, username, password string) Response {
 	r := a.PostJSON(ctx, "/api/login", loginRequest{Username: username, Password: password})

@@ -182,3 +182,30 @@ func TestNestedJSONAllowed(t *testing.T) {
 		t.Fatalf("nested JSON not walked: %+v", args)
 	}
 }
+
+// BenchmarkCheckGET is the fixed cost: a GET whose only inputs are the
+// path, a typed path parameter and the usual headers.
+func BenchmarkCheckGET(b *testing.B) {
+	s := spec{method: "GET", target: "/api/products/42", pathParams: map[string]string{"id": "42"}, typed: []string{"path:id"}}
+	c := shared(b)
+	b.ReportAllocs()
+	ctx := context.Background()
+	for b.Loop() {
+		v, err := c.Check(ctx, s.request())
+		if err != nil || v.Action != pipeline.Allow {
+			b.Fatalf("benign request refused: %s %v", v.Detail, err)
+		}
+	}
+}
+
+// BenchmarkCorazaRawGET is the same GET the conventional way.
+func BenchmarkCorazaRawGET(b *testing.B) {
+	s := spec{method: "GET", target: "/api/products/42"}
+	w := conventional(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if checkRaw(b, w, s.request()) {
+			b.Fatal("benign request refused")
+		}
+	}
+}
