@@ -22,6 +22,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/gateway"
+	"github.com/apiguard/apiguard/internal/testutil"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -81,7 +82,11 @@ func TestExitCodesAndHelp(t *testing.T) {
 func TestDemoJSON(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
-	code, out, errOut := runCLI("demo", "--json", "--duration", "3s", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir)
+	duration := "3s"
+	if testutil.Race {
+		duration = "12s" // every scenario must get through the WAF a few times
+	}
+	code, out, errOut := runCLI("demo", "--json", "--duration", duration, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir)
 	if code != exitOK {
 		t.Fatalf("demo exit %d: %s", code, errOut)
 	}
