@@ -19,6 +19,7 @@ import (
 	"github.com/apiguard/apiguard/internal/attest"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/events"
+	"github.com/apiguard/apiguard/internal/fingerprint"
 	"github.com/apiguard/apiguard/internal/jsonlimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
 	"github.com/apiguard/apiguard/internal/problem"
@@ -203,6 +204,9 @@ func (e *Engine) admit(rt *runtime, w http.ResponseWriter, r *http.Request, ex *
 	w.Header().Set("X-Request-Id", id)
 	ex.req.ClientIP, ex.peerTrusted = rt.trusted.clientIP(r)
 	ex.clientIP = ex.req.ClientIP.String()
+	if fp := fingerprint.FromContext(r.Context()).TLS(); fp != nil {
+		ex.req.Identity.JA4 = fp.JA4
+	}
 
 	// RFC 9112 §6.3: a request framed by Transfer-Encoding may have come with
 	// a Content-Length too (net/http drops it and re-frames the body); the

@@ -266,6 +266,12 @@ func TestTLSAndHTTP2(t *testing.T) {
 	if !strings.Contains(string(body), `"X-Forwarded-Proto":["https"]`) {
 		t.Fatalf("upstream not told the client used https: %s", body)
 	}
+	// The request's event carries the JA4 of the connection: TLS 1.3, SNI
+	// absent (an IP address), ALPN h2.
+	ev := g.events.waitFor(t, func(e events.Event) bool { return e.Path == "/x" && e.Kind == events.KindRequest })
+	if !strings.HasPrefix(ev.JA4, "t13i") || !strings.Contains(ev.JA4, "h2_") || len(ev.JA4) != 36 {
+		t.Errorf("JA4 of the Go client = %q", ev.JA4)
+	}
 	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
 	if _, err := old.Get(url + "/x"); err == nil {
 		t.Fatal("TLS 1.1 accepted")

@@ -26,6 +26,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/events"
+	"github.com/apiguard/apiguard/internal/fingerprint"
 	"github.com/apiguard/apiguard/internal/state"
 )
 
@@ -219,7 +220,13 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 		public.TLSConfig = tc
-		ln = tls.NewListener(ln, tc)
+		// JA4 of every connection's ClientHello and the HTTP/2 fingerprint
+		// of its first frames, for the request's identity (bot detection).
+		if err := fingerprint.Install(public); err != nil {
+			_ = ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, public.TLSConfig)
 	}
 	s.serve("public", public, ln)
 
