@@ -321,6 +321,7 @@ func (s *Store) Add(ctx context.Context, d Decision) (Decision, error) {
 	}
 	c := d
 	s.apply([]change{{id: d.ID, d: &c}})
+	s.bumpVersion(ctx)
 	s.publish(ctx, message{Op: "put", Decision: &d})
 	// The snapshot holds c's maps: hand the caller its own.
 	d.Evidence, d.Thresholds = cloneMap(d.Evidence), cloneMap(d.Thresholds)
@@ -383,6 +384,7 @@ func (s *Store) Delete(ctx context.Context, idOrKey string) error {
 		changes[i] = change{id: id}
 	}
 	s.apply(changes)
+	s.bumpVersion(ctx)
 	s.publish(ctx, message{Op: "del", IDs: ids})
 	return nil
 }
@@ -517,16 +519,47 @@ func (s *Store) decodeMessage(b []byte, batch []change) []change {
 	return batch
 }
 
+// fullResyncEvery is how many intervals may pass without a full Scan
+// while the version counter says nothing changed: it bounds how long a
+// decision written to the backend by something other than a Store (or
+// whose counter increment was lost) stays unseen.
+const fullResyncEvery = 30
+
+// versionKey is the counter every Add and Delete increments. It sits
+// outside the prefix, so Scans of the decisions never return it.
+func (s *Store) versionKey() string { return strings.TrimSuffix(s.prefix, "/") + ".version" }
+
+// bumpVersion tells the other instances' resync that something changed.
+// A failure only costs them a later full Scan.
+func (s *Store) bumpVersion(ctx context.Context) {
+	if _, err := s.b.Incr(ctx, s.versionKey(), 1, 0); err != nil {
+		s.log.Debug("decision: version counter not incremented", "error", err)
+	}
+}
+
+// resyncLoop reconciles the snapshot every interval, but Scans the backend
+// (which on Redis walks the whole keyspace) only when the version counter
+// moved or fullResyncEvery intervals have passed; reading the counter is
+// one round trip.
 func (s *Store) resyncLoop(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	var last int64 = -1
+	idle := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = s.resync(ctx) // logs itself
+			v, err := s.b.Incr(ctx, s.versionKey(), 0, 0)
+			if err == nil && v == last && idle < fullResyncEvery {
+				idle++
+				continue
+			}
+			if s.resync(ctx) == nil && err == nil { // resync logs itself
+				last, idle = v, 0
+			}
 		}
 	}
 }
