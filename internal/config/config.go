@@ -4,6 +4,8 @@
 package config
 
 import (
+	"github.com/apiguard/apiguard/internal/bot"
+	botcheck "github.com/apiguard/apiguard/internal/checks/bot"
 	"net/netip"
 
 	"github.com/apiguard/apiguard/internal/attest"
@@ -48,8 +50,11 @@ type Config struct {
 	// Attestation is the attestation service (docs/attestation.md); it runs
 	// when signing keys are configured.
 	Attestation *attest.Config `yaml:"attestation,omitempty"`
-	Events      Events         `yaml:"events"`
-	Log         Logging        `yaml:"log"`
+	// Bot is the behavioural layer (docs/bot.md): detectors on the observe
+	// path, shared decisions, geo and good-bot data for checks.bot.
+	Bot    *bot.Config `yaml:"bot,omitempty"`
+	Events Events      `yaml:"events"`
+	Log    Logging     `yaml:"log"`
 
 	// Source is the file the config was loaded from ("" when built in code).
 	Source string `yaml:"-"`
@@ -181,6 +186,9 @@ type Checks struct {
 	// WAF detects injection with the OWASP Core Rule Set (Coraza),
 	// scanning only free-text values.
 	WAF *waf.Config `yaml:"waf,omitempty"`
+	// Bot enforces decisions, lists, geo-fences, good-bot verification and
+	// actions by risk score (needs the top-level bot:).
+	Bot *botcheck.Config `yaml:"bot,omitempty"`
 }
 
 // State selects the shared state backend.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -54,6 +55,7 @@ func (c *Config) Validate(errs *field.Errors, opts Options) {
 	c.validateMTLS(errs)
 	c.validateAPIKeys(errs)
 	c.validateAttestation(errs)
+	c.validateBot(errs)
 	c.State.validate(errs)
 	c.Events.validate(errs)
 	switch c.Log.Level {
@@ -330,6 +332,9 @@ func (ch *Checks) validate(path string, errs *field.Errors) {
 	if ch.WAF != nil {
 		ch.WAF.Validate(field.Join(path, "waf"), errs)
 	}
+	if ch.Bot != nil {
+		ch.Bot.Validate(field.Join(path, "bot"), errs)
+	}
 }
 
 func (e *Events) validate(errs *field.Errors) {
@@ -450,6 +455,27 @@ func (c *Config) validateAttestation(errs *field.Errors) {
 	for i, r := range c.Routes {
 		if r != nil && r.Checks.Attestation != nil {
 			errs.Add(field.Join(field.Join(field.Index("routes", i), "checks"), "attestation"), "needs the attestation service: configure attestation.signing_keys")
+		}
+	}
+}
+
+// validateBot: checks.bot reads what the bot service provides.
+func (c *Config) validateBot(errs *field.Errors) {
+	if c.Bot != nil {
+		c.Bot.Validate("bot", errs)
+		for i, l := range c.Bot.Logins {
+			if l.Route != "" && !slices.ContainsFunc(c.Routes, func(r *Route) bool { return r != nil && r.Name == l.Route }) {
+				errs.Add(field.Join(field.Index("bot.logins", i), "route"), "no route is named %q", l.Route)
+			}
+		}
+		return
+	}
+	if c.Checks.Bot != nil {
+		errs.Add("checks.bot", "needs the bot service: add a top-level bot: section (bot: {} takes the defaults)")
+	}
+	for i, r := range c.Routes {
+		if r != nil && r.Checks.Bot != nil {
+			errs.Add(field.Join(field.Join(field.Index("routes", i), "checks"), "bot"), "needs the bot service: add a top-level bot: section (bot: {} takes the defaults)")
 		}
 	}
 }

@@ -36,6 +36,18 @@ type Event struct {
 	App      string `json:"app,omitempty"`
 	Device   string `json:"device,omitempty"`
 	JA4      string `json:"ja4,omitempty"`
+	JA4H     string `json:"ja4h,omitempty"`
+
+	// Template is the matched OpenAPI path template; Undeclared marks a
+	// request the spec does not declare (detectors: probing).
+	Template   string `json:"template,omitempty"`
+	Undeclared bool   `json:"undeclared,omitempty"`
+	// Login is set on the bot service's login routes: the username tried
+	// and whether it succeeded (detectors: credential stuffing). Sinks
+	// that store events keep it out of their rows.
+	Login *Login `json:"-"`
+	// PathParams are the template's parameters (detectors: enumeration).
+	PathParams map[string]string `json:"-"`
 
 	// Verdict fields. Action is allow, flag, challenge, deny or would-deny
 	// (a deny that monitor mode let through).
@@ -53,4 +65,10 @@ type Event struct {
 
 	// Attrs carries evidence (matched rule, thresholds, counts).
 	Attrs map[string]string `json:"attrs,omitempty"`
+}
+
+// Login is a login attempt seen on a configured login route.
+type Login struct {
+	Username string
+	Success  bool
 }

@@ -7,9 +7,11 @@ import (
 	"net/http"
 
 	"github.com/apiguard/apiguard/internal/attest"
+	"github.com/apiguard/apiguard/internal/bot"
 	"github.com/apiguard/apiguard/internal/checks/apikey"
 	"github.com/apiguard/apiguard/internal/checks/attestation"
 	"github.com/apiguard/apiguard/internal/checks/authz"
+	botcheck "github.com/apiguard/apiguard/internal/checks/bot"
 	"github.com/apiguard/apiguard/internal/checks/graphql"
 	"github.com/apiguard/apiguard/internal/checks/httpsig"
 	"github.com/apiguard/apiguard/internal/checks/iplist"
@@ -45,6 +47,7 @@ type deps struct {
 	state  state.Backend
 	keys   *lazyKeys // API keys, shared across routes and reloads
 	attest *attest.Service
+	bot    *bot.Service // nil without the top-level bot:
 	client *http.Client // outbound fetches (JWKS)
 	log    *slog.Logger
 	// global caches checks built from the global config, so every route
@@ -57,6 +60,35 @@ type deps struct {
 }
 
 var checkTable = []checkSpec{
+	{
+		// Blocked addresses and fingerprints, deny lists and geo-fences
+		// are refused before any expensive check runs.
+		name:       "bot-early",
+		phase:      pipeline.PhaseDecisions,
+		configured: func(c *config.Checks) bool { return c.Bot != nil },
+		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := botcheck.New(*c.Bot, d.bot, d.state)
+			if err != nil {
+				return nil, pipeline.Options{}, err
+			}
+			return chk.Early(), c.Bot.Options, nil
+		},
+	},
+	{
+		// Decisions on the subject, API key or device, challenges (which
+		// an attested app passes) and actions by risk score, once the
+		// identity is known.
+		name:       "bot",
+		phase:      pipeline.PhaseBehavior,
+		configured: func(c *config.Checks) bool { return c.Bot != nil },
+		build: func(c *config.Checks, d deps) (pipeline.Check, pipeline.Options, error) {
+			chk, err := botcheck.New(*c.Bot, d.bot, d.state)
+			if err != nil {
+				return nil, pipeline.Options{}, err
+			}
+			return chk.Late(), c.Bot.Options, nil
+		},
+	},
 	{
 		name:       "jwt",
 		phase:      pipeline.PhaseAuthenticate,

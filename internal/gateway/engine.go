@@ -18,6 +18,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/attest"
 	"github.com/apiguard/apiguard/internal/config"
+	"github.com/apiguard/apiguard/internal/decision"
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/fingerprint"
 	"github.com/apiguard/apiguard/internal/jsonlimit"
@@ -50,6 +51,9 @@ type Engine struct {
 	client   *http.Client // for checks' own fetches (JWKS)
 	keys     *lazyKeys
 	registry *lazyRegistry // attestation app registry
+	// decisions are the block/challenge/throttle decisions every instance
+	// enforces (checks.bot); the admin API manages them.
+	decisions *decision.Store
 }
 
 // EngineOptions configure an Engine.
@@ -77,6 +81,10 @@ func NewEngine(cfg *config.Config, opts EngineOptions) (*Engine, error) {
 	e.registry = newLazyRegistry(cfg)
 	if e.log == nil {
 		e.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	var err error
+	if e.decisions, err = decision.NewStore(e.state, decision.Options{Logger: e.log}); err != nil {
+		return nil, err
 	}
 	if e.events == nil {
 		e.events = discard{}
@@ -509,6 +517,7 @@ func (e *Engine) finish(ex *exchange, r *http.Request) {
 	ev.Kind = events.KindRequest
 	ev.Action = decision
 	ev.Latency = lat
+	e.addBotFields(e.rt.Load(), ex, &ev)
 	ev.Upstream = ex.upDur
 	if n := len(ex.req.Verdicts); n > 0 {
 		last := ex.req.Verdicts[n-1]

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apiguard/apiguard/internal/attest"
+	"github.com/apiguard/apiguard/internal/bot"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/jsonlimit"
 	"github.com/apiguard/apiguard/internal/pipeline"
@@ -37,6 +38,8 @@ type runtime struct {
 	// attestCORS lets browser apps on other origins call it.
 	attest     *attest.Service
 	attestCORS *corsPolicy
+	// bot is the behavioural layer's service, nil without bot:.
+	bot *bot.Service
 }
 
 type bodyLimits struct {
@@ -94,7 +97,17 @@ func (e *Engine) buildRuntime(cfg *config.Config) (*runtime, error) {
 			MaxAge:         config.Duration(10 * time.Minute),
 		}, nil)
 	}
-	d := deps{state: e.state, keys: e.keys, client: e.client, log: e.log, attest: rt.attest, global: map[string]builtCheck{}, closers: &rt.closers}
+	if cfg.Bot != nil {
+		var prevBot *bot.Service
+		if old := e.rt.Load(); old != nil {
+			prevBot = old.bot
+		}
+		if rt.bot, err = bot.New(*cfg.Bot, bot.Options{State: e.state, Decisions: e.decisions, Logger: e.log, Previous: prevBot}); err != nil {
+			return nil, fmt.Errorf("bot: %w", err)
+		}
+		rt.closers = append(rt.closers, rt.bot)
+	}
+	d := deps{state: e.state, keys: e.keys, client: e.client, log: e.log, attest: rt.attest, bot: rt.bot, global: map[string]builtCheck{}, closers: &rt.closers}
 	if rt.global, err = buildPipeline(&cfg.Checks, nil, cfg.Mode, d, e.metrics); err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
 	}

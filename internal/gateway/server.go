@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/apiguard/apiguard/internal/config"
+	"github.com/apiguard/apiguard/internal/decision"
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/fingerprint"
 	"github.com/apiguard/apiguard/internal/state"
@@ -105,6 +106,14 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.health = newStateHealth(s.state, metricsOwner.reg)
 	s.engine = &Engine{log: opts.Logger, events: s.bus, tls: cfg.TLS != nil, metrics: metricsOwner, state: s.state, client: outboundClient(),
 		keys: newLazyKeys(cfg, s.state, opts.Logger), registry: newLazyRegistry(cfg)}
+	if s.engine.decisions, err = decision.NewStore(s.state, decision.Options{Logger: opts.Logger}); err != nil {
+		s.closeStore()
+		_ = s.state.Close()
+		return nil, err
+	}
+	// The observe path: every request event goes to the bot service's
+	// detectors, off the request path.
+	s.bus.AddSink(observeSink{s.engine}, func(e *events.Event) bool { return e.Kind == events.KindRequest })
 	rt, err := s.engine.buildRuntime(cfg)
 	if err != nil {
 		s.closeStore()
@@ -192,6 +201,9 @@ func (s *Server) Publish(e events.Event) { s.bus.Publish(e) }
 func (s *Server) Start(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(ctx)
 	cfg := s.cfg
+	if err := s.engine.decisions.Start(ctx); err != nil {
+		return fmt.Errorf("decisions: %w", err)
+	}
 	l := cfg.Limits
 
 	public := &http.Server{
@@ -339,6 +351,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.closeStore()
+	_ = s.engine.decisions.Close()
 	s.engine.rt.Load().close()
 	s.engine.keys.close()
 	s.engine.registry.close()

@@ -124,6 +124,9 @@ type Request struct {
 	Route    string
 	// PathParams holds parameters of the matched route or operation template.
 	PathParams map[string]string
+	// Template is the matched OpenAPI path template (/api/orders/{id}),
+	// "" when no spec matched; detectors group requests by it.
+	Template string
 	// Body is the buffered request body when the gateway buffered it
 	// (JSON bodies up to the route's limit); nil otherwise.
 	Body     []byte

@@ -166,6 +166,7 @@ func (c *Check) Check(_ context.Context, req *pipeline.Request) (pipeline.Verdic
 		flag = pipeline.Verdict{Action: pipeline.Flag, Reason: "deprecated-operation", Score: 20,
 			Detail: "the operation is deprecated"}
 	}
+	req.Template = c.basePath + rt.tmpl
 	if req.PathParams == nil {
 		req.PathParams = make(map[string]string, len(vals))
 	}
