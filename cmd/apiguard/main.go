@@ -44,6 +44,7 @@ Usage:
   apiguard demo                          sample shop API behind the gateway with simulated clients
   apiguard ratelimit suggest             per-client rates seen per route, and suggested limits
   apiguard apikey create|list|revoke     manage API keys (shown once, stored hashed)
+  apiguard decisions list|add|delete     block, challenge, throttle or allow a client (via the admin API)
   apiguard keys generate                 make an attestation token signing key
   apiguard app create|update|list|show|register|revoke   manage the attestation app registry
   apiguard version                       print the version
@@ -71,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRateLimit(args[1:], stdout, stderr)
 	case "apikey":
 		return cmdAPIKey(args[1:], stdout, stderr)
+	case "decisions":
+		return cmdDecisions(args[1:], stdout, stderr)
 	case "keys":
 		return cmdKeys(args[1:], stdout, stderr)
 	case "app":

@@ -202,3 +202,37 @@ func TestBotRiskForwarded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestDecisionsAdminAPI: the admin listener manages decisions behind its
+// token, and a decision added there is enforced on the public listener.
+func TestDecisionsAdminAPI(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, botYAML, newShopUpstream(t).URL)
+	add := func(token string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, g.admin+"/api/v1/decisions",
+			strings.NewReader(`{"key":"ip:203.0.113.77","action":"block","ttl":"1h","reason":"abuse report 42"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := add("wrong-token"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without the token: %d", resp.StatusCode)
+	}
+	if resp := add(g.token); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("add: %d", resp.StatusCode)
+	}
+	wantProblem(t, get(t, g.url+"/items/1", from("203.0.113.77")...), http.StatusForbidden, "blocked")
+	req, _ := http.NewRequest(http.MethodDelete, g.admin+"/api/v1/decisions/ip:203.0.113.77", nil)
+	req.Header.Set("Authorization", "Bearer "+g.token)
+	if r := do(t, req); r.status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	if r := get(t, g.url+"/items/1", from("203.0.113.77")...); r.status != http.StatusOK {
+		t.Fatalf("after delete: %d %s", r.status, r.body)
+	}
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/apiguard/apiguard/internal/admin"
 	"github.com/apiguard/apiguard/internal/config"
 	"github.com/apiguard/apiguard/internal/decision"
 	"github.com/apiguard/apiguard/internal/events"
@@ -465,6 +466,9 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle(ForwardAuthPath, http.HandlerFunc(s.engine.ServeForwardAuth))
 	mux.Handle(ForwardAuthPath+"/", http.HandlerFunc(s.engine.ServeForwardAuth))
 	mux.Handle("GET /metrics", s.requireToken(promhttp.HandlerFor(s.engine.metrics.reg, promhttp.HandlerOpts{})))
+	decisions := s.requireToken(admin.Decisions(s.engine.decisions, admin.Options{Logger: s.log}))
+	mux.Handle(admin.DecisionsPath, decisions)
+	mux.Handle(admin.DecisionsPath+"/", decisions)
 	// Profiles for diagnosing a running gateway (token required, like all
 	// but health).
 	mux.Handle("GET /debug/pprof/", s.requireToken(http.HandlerFunc(pprof.Index)))
