@@ -26,6 +26,10 @@ func TestConfigParses(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dataDir, "attest-signing.pem"), key, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// So must the shop's spec, which the openapi check compiles at load.
+	if err := os.WriteFile(filepath.Join(dataDir, "shop.openapi.yaml"), demoassets.OpenAPI, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	vars := map[string]string{
 		"DEMO_SHOP_URL":     "http://127.0.0.1:41234",
 		"DEMO_LISTEN":       "127.0.0.1:8080",
