@@ -326,7 +326,7 @@ func (s *Service) escalate(ctx context.Context, f detect.Finding) {
 	default:
 		return
 	}
-	if d, ok := s.Decisions.Match(f.Key); ok && d.Action >= action && time.Until(d.Expires) > ttl/2 {
+	if d, ok := s.Decisions.Match(f.Key); ok && covers(d, action) && time.Until(d.Expires) > ttl/2 {
 		return // already decided; refresh only when half the TTL has passed
 	}
 	ev := map[string]string{"score": strconv.Itoa(score)}
@@ -352,6 +352,18 @@ func (s *Service) escalate(ctx context.Context, f detect.Finding) {
 		return
 	}
 	s.log.Info("bot: decision", "key", f.Key, "action", action.String(), "detector", f.Detector, "rule", f.Rule, "score", score, "ttl", ttl)
+}
+
+// covers reports whether the live decision d makes a new decision with
+// action unnecessary: a restriction at least as severe, or an operator's
+// allow (which would outrank it anyway). A detector's allow is only a hint
+// that overrides nothing (see package decision), so it must not keep
+// another detector's finding from escalating.
+func covers(d decision.Decision, action decision.Action) bool {
+	if d.Action == decision.Allow {
+		return d.Source == decision.SourceManual
+	}
+	return d.Action >= action
 }
 
 func or(v, def int) int {

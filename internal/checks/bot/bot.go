@@ -315,7 +315,9 @@ func (l late) Check(ctx context.Context, req *pipeline.Request) (pipeline.Verdic
 		id.JA4H, _ = fingerprint.JA4H(r)
 	}
 	keys := c.svc.Engine.Keys(detect.Observation{IP: req.ClientIP, JA4: id.JA4, JA4H: id.JA4H, APIKey: id.APIKey, Subject: id.Subject, Device: id.Device})
-	if d, ok := c.svc.Decisions.MatchIP(req.ClientIP, append(keys, countryKey(country))...); ok {
+	// The detectors' fp: key joins JA4 and JA4H; an operator's decision
+	// names the JA4 alone (fp:<ja4>, docs/decisions.md), so look up both.
+	if d, ok := c.svc.Decisions.MatchIP(req.ClientIP, append(keys, c.fpKey(req), countryKey(country))...); ok {
 		switch d.Action {
 		case decision.Block:
 			return blocked(d), nil
@@ -328,7 +330,11 @@ func (l late) Check(ctx context.Context, req *pipeline.Request) (pipeline.Verdic
 				return v, err
 			}
 		case decision.Allow:
-			return pipeline.Allowed, nil
+			// Only an operator's allow exempts the client; a detector's
+			// is a hint that overrides nothing, not even the risk actions.
+			if d.Source == decision.SourceManual {
+				return pipeline.Allowed, nil
+			}
 		}
 	}
 	score, reasons := c.svc.Engine.Score(keys...)
@@ -382,8 +388,9 @@ func (c *Check) throttleKey(ctx context.Context, key string) (pipeline.Verdict, 
 	return v, nil
 }
 
-// fpKey is the request's fingerprint key as the detectors name it, for
-// the early phase (JA4 only: JA4H needs the headers the late phase reads).
+// fpKey is the request's fingerprint key as an operator names it in a
+// decision, fp:<ja4> (JA4 only: the detectors' fp: keys also carry JA4H,
+// which needs the headers the late phase reads).
 func (c *Check) fpKey(req *pipeline.Request) string {
 	if req.Identity.JA4 == "" {
 		return ""
