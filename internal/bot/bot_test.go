@@ -1,19 +1,15 @@
 package bot
 
 import (
+	"github.com/apiguard/apiguard/internal/geo/geotest"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
 
 	"github.com/apiguard/apiguard/internal/config/field"
 	"github.com/apiguard/apiguard/internal/decision"
@@ -592,36 +588,6 @@ func TestNewPrevious(t *testing.T) {
 	}
 }
 
-// writeCountryDB writes a country mmdb mapping each CIDR to a country.
-func writeCountryDB(t *testing.T, nets map[string]string) string {
-	t.Helper()
-	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", IncludeReservedNetworks: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for cidr, cc := range nets {
-		_, n, err := net.ParseCIDR(cidr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Insert(n, mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String(cc)}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "country.mmdb")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestNewGeoIP(t *testing.T) {
 	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "GeoLite2-Country.mmdb")
@@ -630,7 +596,7 @@ func TestNewGeoIP(t *testing.T) {
 		t.Errorf("New with a missing geoip file: %v, want a geo: error naming the missing file", err)
 	}
 
-	s, err := New(Config{GeoIP: &geo.Files{Country: writeCountryDB(t, map[string]string{"203.0.113.0/24": "DE"})}}, Options{})
+	s, err := New(Config{GeoIP: &geo.Files{Country: geotest.WriteCountryDB(t, map[string]string{"203.0.113.0/24": "DE"})}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package geo
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,37 +10,14 @@ import (
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/apiguard/apiguard/internal/geo/geotest"
 )
 
 // writeDB builds an mmdb file in t.TempDir() from CIDR -> record.
 func writeDB(t testing.TB, opts mmdbwriter.Options, records map[string]mmdbtype.Map) string {
 	t.Helper()
-	opts.IncludeReservedNetworks = true // tests use documentation ranges too
-	w, err := mmdbwriter.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for cidr, rec := range records {
-		_, n, err := net.ParseCIDR(cidr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Insert(n, rec); err != nil {
-			t.Fatalf("insert %s: %v", cidr, err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), strings.ReplaceAll(opts.DatabaseType, " ", "_")+".mmdb")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return geotest.WriteDB(t, opts, records)
 }
 
 func country(cc string) mmdbtype.Map {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/apiguard/apiguard/internal/geo/geotest"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,9 +17,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
 
 	svc "github.com/apiguard/apiguard/internal/bot"
 	"github.com/apiguard/apiguard/internal/decision"
@@ -45,36 +43,6 @@ const (
 	ipKP      = "192.0.2.5"
 	ipUnknown = "100.64.0.5"
 )
-
-// writeCountryDB writes a GeoLite2-Country-shaped mmdb of countries.
-func writeCountryDB(t *testing.T) string {
-	t.Helper()
-	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", IncludeReservedNetworks: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for cidr, cc := range countries {
-		_, n, err := net.ParseCIDR(cidr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Insert(n, mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String(cc)}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "country.mmdb")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // env is a bot service over an in-memory backend and decision store.
 type env struct {
@@ -107,7 +75,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// No decisions from the detectors: the tests add the ones they want.
 	cfg := svc.Config{Detectors: det, Block: svc.Escalation{Score: 100}, Challenge: svc.Escalation{Score: 100}}
 	if o.geo {
-		cfg.GeoIP = &geo.Files{Country: writeCountryDB(t)}
+		cfg.GeoIP = &geo.Files{Country: geotest.WriteCountryDB(t, countries)}
 	}
 	if o.goodBots {
 		cfg.GoodBots = &goodbot.Config{}
