@@ -1,7 +1,6 @@
 package bot
 
 import (
-	"github.com/apiguard/apiguard/internal/geo/geotest"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/apiguard/apiguard/internal/detect"
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/geo"
+	"github.com/apiguard/apiguard/internal/geo/geotest"
 	"github.com/apiguard/apiguard/internal/goodbot"
 	"github.com/apiguard/apiguard/internal/state"
 	"github.com/apiguard/apiguard/internal/testutil"
