@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/internal/config"
+	"github.com/apiguard/apiguard/internal/gateway"
 )
 
 func TestPercentile(t *testing.T) {
@@ -58,14 +62,14 @@ func TestPercentile(t *testing.T) {
 
 func TestMergeAndSummary(t *testing.T) {
 	now := time.Now()
-	a, b := newRecorder(0), newRecorder(0)
+	a, b := newRecorder(0, 1), newRecorder(0, 1)
 	for i := 1; i <= 50; i++ {
-		a.add(time.Duration(2*i)*time.Millisecond, nil, now)
-		b.add(time.Duration(2*i-1)*time.Millisecond, nil, now)
+		a.add(0, time.Duration(2*i)*time.Millisecond, nil, now)
+		b.add(0, time.Duration(2*i-1)*time.Millisecond, nil, now)
 	}
-	b.add(0, statusError(503), now)
-	b.add(0, statusError(503), now)
-	a.add(0, context.DeadlineExceeded, now.Add(time.Second))
+	b.add(0, 0, statusError(503), now)
+	b.add(0, 0, statusError(503), now)
+	a.add(0, 0, context.DeadlineExceeded, now.Add(time.Second))
 	res := merge([]*recorder{a, b})
 	res.elapsed = 2 * time.Second
 	if !slices.IsSorted(res.lat) || len(res.lat) != 100 {
@@ -86,6 +90,28 @@ func TestMergeAndSummary(t *testing.T) {
 	}
 	if s.RateAchieved != nil {
 		t.Errorf("closed-loop summary has rate fields")
+	}
+	if res.kindSummaries([]string{"x"}) != nil {
+		t.Errorf("one kind of request has a per-kind breakdown")
+	}
+}
+
+func TestRecorderByKind(t *testing.T) {
+	now := time.Now()
+	a, b := newRecorder(0, 2), newRecorder(0, 2)
+	for i := 1; i <= 10; i++ {
+		a.add(0, time.Duration(i)*time.Millisecond, nil, now)
+		b.add(1, time.Duration(100+i)*time.Millisecond, nil, now)
+	}
+	b.add(1, 0, statusError(403), now)
+	res := merge([]*recorder{a, b})
+	ks := res.kindSummaries([]string{"get", "post"})
+	if len(ks) != 2 || ks[0].Kind != "get" || ks[0].Requests != 10 || ks[0].Errors != 0 || ks[0].P99Ms != 10 ||
+		ks[1].Requests != 10 || ks[1].Errors != 1 || ks[1].P50Ms != 105 || ks[1].MaxMs != 110 {
+		t.Fatalf("by kind: %+v", ks)
+	}
+	if s := res.summary(); s.Requests != 20 || s.Errors != 1 {
+		t.Errorf("totals: %+v", s)
 	}
 }
 
@@ -148,8 +174,8 @@ func TestRateLatencyCountsQueueing(t *testing.T) {
 	for _, senders := range []int{100, 1} {
 		srv := slowServer(t, delay)
 		client := newClient(100, 5*time.Second)
-		q := &requester{client: client, method: http.MethodGet, url: srv.URL + "/api/items/42"}
-		res := runRate(context.Background(), q.do, 200, 50*time.Millisecond, senders)
+		q := newRequester(client, srv.URL, singleWorkload("/api/items/42", 0))
+		res := runRate(context.Background(), q.do, 1, 200, 50*time.Millisecond, senders)
 		s := res.summary()
 		if s.Requests != 10 || s.Errors != 0 || s.Scheduled != 10 {
 			t.Fatalf("senders=%d: requests %d errors %d scheduled %d, want 10 0 10", senders, s.Requests, s.Errors, s.Scheduled)
@@ -180,8 +206,8 @@ func TestRateFastTarget(t *testing.T) {
 	defer srv.Close()
 	client := newClient(50, 5*time.Second)
 	defer client.CloseIdleConnections()
-	q := &requester{client: client, method: http.MethodPost, url: srv.URL + "/x", body: makeJSON(1024)}
-	res := runRate(context.Background(), q.do, 500, 200*time.Millisecond, 50)
+	q := newRequester(client, srv.URL, singleWorkload("/x", 1024))
+	res := runRate(context.Background(), q.do, 1, 500, 200*time.Millisecond, 50)
 	s := res.summary()
 	if s.Requests != 100 || s.Errors != 0 {
 		t.Fatalf("requests %d errors %d (%v), want 100 0", s.Requests, s.Errors, s.ErrorKinds)
@@ -204,18 +230,19 @@ func TestClosedAndErrors(t *testing.T) {
 	client := newClient(4, 5*time.Second)
 	defer client.CloseIdleConnections()
 
-	ok := &requester{client: client, method: http.MethodGet, url: srv.URL + "/api/items/42"}
-	s := runClosed(context.Background(), ok.do, 4, 100*time.Millisecond).summary()
+	ok := newRequester(client, srv.URL, singleWorkload("/api/items/42", 0))
+	s := runClosed(context.Background(), ok.do, 1, 4, 100*time.Millisecond).summary()
 	if s.Requests == 0 || s.Errors != 0 || s.RPS <= 0 || s.P50Ms <= 0 {
 		t.Fatalf("closed loop: %+v", s)
 	}
-	bad := &requester{client: client, method: http.MethodGet, url: srv.URL + "/fail"}
-	s = runClosed(context.Background(), bad.do, 2, 50*time.Millisecond).summary()
+	bad := newRequester(client, srv.URL, singleWorkload("/fail", 0))
+	s = runClosed(context.Background(), bad.do, 1, 2, 50*time.Millisecond).summary()
 	if s.Requests != 0 || s.Errors == 0 || s.ErrorKinds["status 503"] != s.Errors {
 		t.Fatalf("failing target: requests %d errors %d kinds %v", s.Requests, s.Errors, s.ErrorKinds)
 	}
-	conn := &requester{client: client, method: http.MethodGet, url: "http://127.0.0.1:1/"}
-	if kind := classify(conn.do(context.Background())); kind != "connection refused" {
+	conn := newRequester(client, "http://127.0.0.1:1", singleWorkload("/", 0))
+	if _, err := conn.do(context.Background()); classify(err) != "connection refused" {
+		kind := classify(err)
 		t.Errorf("refused connection classified as %q", kind)
 	}
 }
@@ -254,14 +281,18 @@ func TestUpstreamAndBareProxy(t *testing.T) {
 }
 
 // TestProfilesRender renders every profile with awkward values and parses
-// the result with the real config loader (strict: unknown keys fail).
+// the result with the real config loader (strict: unknown keys fail; the
+// openapi check loads the spec the profile ships).
 func TestProfilesRender(t *testing.T) {
 	vars := profileVars{
 		Listen: "127.0.0.1:18080", Admin: "127.0.0.1:19090", AdminToken: benchAdminToken,
-		DataDir: `/tmp/bench dir: "quoted" #1/data`, UpstreamURL: "http://127.0.0.1:18081",
+		DataDir: filepath.Join(t.TempDir(), `bench dir: "quoted" #1`, "data"), UpstreamURL: "http://127.0.0.1:18081",
 	}
 	for _, p := range profiles {
 		t.Run(p.name, func(t *testing.T) {
+			if err := p.writeFiles(vars.DataDir); err != nil {
+				t.Fatal(err)
+			}
 			data, err := p.render(vars)
 			if err != nil {
 				t.Fatal(err)
@@ -295,8 +326,25 @@ func TestProfilesRender(t *testing.T) {
 				if cfg.Events.Store.Requests != "rollup" {
 					t.Errorf("limits-events: the store must keep request events as rollups (the default), not %q", cfg.Events.Store.Requests)
 				}
+			case "openapi-waf":
+				c := cfg.Routes[0].Checks
+				if c.OpenAPI == nil || c.WAF == nil || cfg.Events.Store.Driver != "sqlite" || cfg.Events.Store.Requests != "rollup" {
+					t.Fatalf("openapi-waf: openapi %+v waf %+v store %+v", c.OpenAPI, c.WAF, cfg.Events.Store)
+				}
+				if c.OpenAPI.Spec != filepath.Join(vars.DataDir, "shop-openapi.yaml") || c.OpenAPI.Undeclared != "block" ||
+					c.OpenAPI.AdditionalProperties != "reject" || c.OpenAPI.Response == nil ||
+					c.OpenAPI.Response.UndeclaredProperties != "off" || c.OpenAPI.Response.UndeclaredStatus != "off" {
+					t.Errorf("openapi-waf: openapi %+v response %+v", c.OpenAPI, c.OpenAPI.Response)
+				}
+				if c.WAF.ParanoiaLevel != 1 || c.WAF.Mode == "monitor" || c.WAF.Mode == "off" {
+					t.Errorf("openapi-waf: waf %+v", c.WAF)
+				}
 			}
 		})
+	}
+	bad := profile{name: "bad", yaml: `x: {{file "nope.yaml"}}`}
+	if _, err := bad.render(vars); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Errorf("a file the profile does not ship: err = %v", err)
 	}
 }
 
@@ -315,7 +363,15 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || o.mode != modeRate || o.rate != 250 || o.rounds != 3 || o.concurrency != 64 || o.path != "/api/items/42" {
 		t.Fatalf("parseFlags = %+v, %v", o, err)
 	}
-	for _, bad := range [][]string{{"-mode=open"}, {"-rounds=0"}, {"-path=x"}, {"-profiles=none,bogus"}, {"extra"}} {
+	if o.workload != workloadSingle || o.coraza || slices.Contains(strings.Split(o.profiles, ","), "openapi-waf") {
+		t.Errorf("defaults changed: workload %q coraza %v profiles %q", o.workload, o.coraza, o.profiles)
+	}
+	o, err = parseFlags([]string{"-workload=shop", "-coraza", "-profiles=openapi-waf"}, io.Discard)
+	if err != nil || o.workload != workloadShop || !o.coraza {
+		t.Fatalf("parseFlags(shop) = %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{{"-mode=open"}, {"-rounds=0"}, {"-path=x"}, {"-profiles=none,bogus"}, {"extra"},
+		{"-workload=bogus"}, {"-workload=shop", "-post-bytes=1024"}, {"-workload=shop", "-path=/x"}} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", bad)
 		}
@@ -340,5 +396,173 @@ func TestPrintReport(t *testing.T) {
 	printReport(&b, rep)
 	if !strings.Contains(b.String(), "apiguard-none / bare = 101.3%") {
 		t.Errorf("report lacks the ratio line:\n%s", b.String())
+	}
+
+	// With a coraza target: a column, a summary line, per-kind latencies
+	// and the attack probes.
+	kinds := []KindSummary{{Kind: "GET a", P50Ms: 0.5, P99Ms: 1}, {Kind: "POST b", P50Ms: 4, P99Ms: 9, Errors: 2}}
+	rep.Kinds = []string{"GET a", "POST b"}
+	rep.Targets = []TargetReport{
+		{Name: "bare", Kind: "bare", Result: Summary{RPS: 1000, P99Ms: 1, ByKind: kinds}, VsBare: &Comparison{ThroughputRatio: 1}},
+		{Name: "coraza", Kind: "coraza", Result: Summary{RPS: 200, P50Ms: 3, P99Ms: 20, SUTCPUUsPerReq: 4000, ByKind: kinds},
+			VsBare: &Comparison{ThroughputRatio: 0.2}, VsCoraza: &Comparison{ThroughputRatio: 1}, Probes: &ProbeResult{Sent: 3, Refused: 3}},
+		{Name: "apiguard-openapi-waf", Kind: "apiguard", Result: Summary{RPS: 430, P50Ms: 2, P99Ms: 9, SUTCPUUsPerReq: 1800, ByKind: kinds},
+			VsBare: &Comparison{ThroughputRatio: 0.43}, VsCoraza: &Comparison{ThroughputRatio: 2.15, P99AddedMs: -11, P50AddedMs: -1, SUTCPURatio: 0.45},
+			Probes: &ProbeResult{Sent: 3, Refused: 2, Missed: []string{"XSS: status 200"}}, Refused: []string{"request 4: status 403"}},
+	}
+	b.Reset()
+	printReport(&b, rep)
+	out := b.String()
+	for _, want := range []string{
+		"apiguard-openapi-waf / coraza = 2.15x req/s; p99 -11.00 ms (p50 -1.00 ms); CPU/req 45% of coraza (1800µs vs 4000µs)",
+		"vs coraza", "2.15x", "p50 / p99 by request", "4.00ms / 9.00ms (2 err)",
+		"coraza: 3 of 3 attack probes refused", "apiguard-openapi-waf: 2 of 3 attack probes refused (403)  WARNING, let through: XSS: status 200",
+		"apiguard-openapi-waf refused a benign request of the workload: request 4: status 403",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	rep.Mode = modeRate
+	b.Reset()
+	printReport(&b, rep)
+	if want := "apiguard-openapi-waf vs coraza: p99 9.00ms vs 20.0ms (-11.00 ms), p50 2.00ms vs 3.00ms (-1.00 ms)"; !strings.Contains(b.String(), want) {
+		t.Errorf("rate report lacks %q:\n%s", want, b.String())
+	}
+}
+
+// TestShopWorkload checks the mix: 20 requests, 40/20/20/20, valid JSON
+// bodies of the intended sizes, and the same cycle every time.
+func TestShopWorkload(t *testing.T) {
+	w := shopWorkload()
+	if len(w.reqs) != 20 || len(w.kinds) != 4 {
+		t.Fatalf("%d requests, %d kinds", len(w.reqs), len(w.kinds))
+	}
+	count := map[int]int{}
+	for i, r := range w.reqs {
+		count[r.kind]++
+		switch r.kind {
+		case kindProduct, kindSearch:
+			if r.method != http.MethodGet || r.body != nil {
+				t.Errorf("request %d: %s with body %v", i, r.method, r.body != nil)
+			}
+		case kindOrder:
+			if r.method != http.MethodPost || !json.Valid(r.body) || len(r.body) < 900 || len(r.body) > 1300 {
+				t.Errorf("order %d: %s, %d bytes, valid %v", i, r.method, len(r.body), json.Valid(r.body))
+			}
+		case kindReview:
+			var rv Review
+			if r.method != http.MethodPost || json.Unmarshal(r.body, &rv) != nil || len(rv.Body) < 200 || len(rv.Body) > 600 {
+				t.Errorf("review %d: %s, body text %d bytes", i, r.method, len(rv.Body))
+			}
+		}
+	}
+	if count[kindProduct] != 8 || count[kindSearch] != 4 || count[kindOrder] != 4 || count[kindReview] != 4 {
+		t.Errorf("mix %v, want 8/4/4/4", count)
+	}
+	if w2 := shopWorkload(); !reflect.DeepEqual(w, w2) {
+		t.Errorf("the workload is not deterministic")
+	}
+	if w.readyPath() != "/api/products/1001" {
+		t.Errorf("ready path %q", w.readyPath())
+	}
+	if s := singleWorkload("/api/items/42", 0); s.readyPath() != "/api/items/42" || len(s.kinds) != 1 {
+		t.Errorf("single: %+v", s)
+	}
+
+	// Round-robin: two cycles hit each request twice, in order.
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.RequestURI())
+		mu.Unlock()
+		if r.Header.Get("User-Agent") != shopHeader.Get("User-Agent") {
+			http.Error(w, "no user agent", http.StatusBadRequest)
+		}
+	}))
+	defer srv.Close()
+	client := newClient(2, 5*time.Second)
+	defer client.CloseIdleConnections()
+	q := newRequester(client, srv.URL, w)
+	for i := range 40 {
+		kind, err := q.do(context.Background())
+		if err != nil || kind != w.reqs[i%20].kind {
+			t.Fatalf("request %d: kind %d, %v", i, kind, err)
+		}
+	}
+	for i, g := range got {
+		if want := w.reqs[i%20].method + " " + w.reqs[i%20].path; g != want {
+			t.Fatalf("request %d: %s, want %s", i, g, want)
+		}
+	}
+}
+
+// TestShopWorkloadPasses sends the shop cycle and the single workloads
+// through the openapi-waf profile (a real gateway, in process) and the
+// coraza proxy: every benign request must pass both, every attack probe
+// must be refused by both.
+func TestShopWorkloadPasses(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		// Building a CRS WAF takes seconds under the race detector; this
+		// test is about the workload's content, not about concurrency.
+		t.Skip("builds two CRS WAFs (skipped with -short and -race)")
+	}
+	up := httptest.NewServer(upstreamHandler(200))
+	defer up.Close()
+	upURL, _ := url.Parse(up.URL)
+
+	var p profile
+	for _, p = range profiles {
+		if p.name == "openapi-waf" {
+			break
+		}
+	}
+	vars := profileVars{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", AdminToken: benchAdminToken,
+		DataDir: filepath.Join(t.TempDir(), "data"), UpstreamURL: up.URL}
+	if err := p.writeFiles(vars.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	data, err := p.render(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("openapi-waf.yaml", data, config.Options{Lookup: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = gw.Shutdown(ctx)
+	}()
+	cz, err := corazaProxy(upURL, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	czSrv := httptest.NewServer(cz)
+	defer czSrv.Close()
+
+	workloads := []*workload{shopWorkload(), singleWorkload("/api/items/42", 0), singleWorkload("/api/items/42", 1024)}
+	client := newClient(4, 30*time.Second)
+	defer client.CloseIdleConnections()
+	for _, tgt := range []struct{ name, url string }{{"apiguard-openapi-waf", "http://" + gw.Addr("public")}, {"coraza", czSrv.URL}} {
+		for _, w := range workloads {
+			q := newRequester(client, tgt.url, w)
+			if bad := verifyWorkload(context.Background(), q); len(bad) > 0 {
+				t.Errorf("%s refused benign %s requests:\n  %s", tgt.name, w.name, strings.Join(bad, "\n  "))
+			}
+		}
+		q := newRequester(client, tgt.url, shopWorkload())
+		if n, missed := probeAttacks(context.Background(), q); n != len(attackProbes) {
+			t.Errorf("%s let attack probes through: %v", tgt.name, missed)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,9 +22,10 @@ const (
 // waits on an interruptible Go timer before its precise sleep.
 const coarseSleepAbove = 5 * time.Millisecond
 
-// doFunc sends one request and reads the whole response; a non-nil error is
-// a failed request.
-type doFunc func(ctx context.Context) error
+// doFunc sends one request and reads the whole response; it returns the
+// request's kind (an index into the workload's kinds) and a non-nil error
+// for a failed request.
+type doFunc func(ctx context.Context) (kind int, err error)
 
 // newClient is the load generator's client: one keep-alive transport for all
 // targets (each host has its own idle pool), HTTP/1.1, no compression.
@@ -44,56 +46,78 @@ func newClient(maxConnsPerHost int, timeout time.Duration) *http.Client {
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
-// requester builds and sends the benchmark request.
+// requester sends the workload's requests to one target, round-robin: each
+// call takes the next request of the cycle (one counter shared by all
+// workers and senders).
 type requester struct {
 	client *http.Client
-	method string
-	url    string
-	body   []byte // nil: no body
+	base   string // http://host:port of the target
+	w      *workload
+	next   atomic.Uint64
 }
 
-func (q *requester) do(ctx context.Context) error {
+func newRequester(client *http.Client, base string, w *workload) *requester {
+	return &requester{client: client, base: base, w: w}
+}
+
+func (q *requester) do(ctx context.Context) (int, error) {
+	wr := &q.w.reqs[(q.next.Add(1)-1)%uint64(len(q.w.reqs))]
+	return wr.kind, q.send(ctx, wr)
+}
+
+// send sends one request of the workload and reads the whole response.
+func (q *requester) send(ctx context.Context, wr *workReq) error {
+	_, err := q.roundTrip(ctx, wr)
+	return err
+}
+
+// roundTrip is send that also returns the status code (0 on transport
+// errors); a non-2xx status is a statusError.
+func (q *requester) roundTrip(ctx context.Context, wr *workReq) (int, error) {
 	var body io.Reader
-	if q.body != nil {
-		body = bytes.NewReader(q.body)
+	if wr.body != nil {
+		body = bytes.NewReader(wr.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, q.method, q.url, body)
+	req, err := http.NewRequestWithContext(ctx, wr.method, q.base+wr.path, body)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if q.body != nil {
+	for k, v := range q.w.header {
+		req.Header[k] = v
+	}
+	if wr.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := q.client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	cerr := resp.Body.Close()
 	if err != nil {
-		return err
+		return resp.StatusCode, err
 	}
 	if cerr != nil {
-		return cerr
+		return resp.StatusCode, cerr
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return statusError(resp.StatusCode)
+		return resp.StatusCode, statusError(resp.StatusCode)
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // runClosed runs a closed loop: concurrency workers, each sending its next
 // request as soon as the previous response has been read, until dur has
 // passed. Latency is send-to-last-byte. Requests started before the end are
 // allowed to finish, and the throughput span includes them.
-func runClosed(ctx context.Context, do doFunc, concurrency int, dur time.Duration) *result {
+func runClosed(ctx context.Context, do doFunc, nkinds, concurrency int, dur time.Duration) *result {
 	recs := make([]*recorder, concurrency)
 	hint := 4096
 	start := time.Now()
 	deadline := start.Add(dur)
 	var wg sync.WaitGroup
 	for i := range recs {
-		rec := newRecorder(hint)
+		rec := newRecorder(hint, nkinds)
 		recs[i] = rec
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -101,9 +125,9 @@ func runClosed(ctx context.Context, do doFunc, concurrency int, dur time.Duratio
 				if !t0.Before(deadline) {
 					return
 				}
-				err := do(ctx)
+				kind, err := do(ctx)
 				now := time.Now()
-				rec.add(now.Sub(t0), err, now)
+				rec.add(kind, now.Sub(t0), err, now)
 			}
 		})
 	}
@@ -127,7 +151,7 @@ func runClosed(ctx context.Context, do doFunc, concurrency int, dur time.Duratio
 // The throughput is successful responses over max(dur, t0 -> last response),
 // so a target that falls behind and drains its backlog after the schedule
 // ends reports less than the target rate.
-func runRate(ctx context.Context, do doFunc, rate float64, dur time.Duration, maxSenders int) *result {
+func runRate(ctx context.Context, do doFunc, nkinds int, rate float64, dur time.Duration, maxSenders int) *result {
 	n := int(math.Round(rate * dur.Seconds()))
 	n = max(n, 1)
 	maxSenders = max(maxSenders, 1)
@@ -141,11 +165,11 @@ func runRate(ctx context.Context, do doFunc, rate float64, dur time.Duration, ma
 	)
 	hint := min(n, 4096)
 	sender := func(first time.Time) {
-		rec := newRecorder(hint)
+		rec := newRecorder(hint, nkinds)
 		handle := func(due time.Time) {
-			err := do(ctx)
+			kind, err := do(ctx)
 			now := time.Now()
-			rec.add(now.Sub(due), err, now)
+			rec.add(kind, now.Sub(due), err, now)
 		}
 		handle(first)
 		for due := range jobs {

@@ -3,13 +3,18 @@
 //
 //   - direct:          a small upstream HTTP server,
 //   - bare:            a bare net/http/httputil.ReverseProxy in front of it,
+//   - coraza:          with -coraza, a plain Go proxy running Coraza + the
+//     OWASP CRS on every request (bench/corazaproxy),
 //   - apiguard-<name>: the real apiguard binary in each selected profile,
 //
 // each in its own process, and reports throughput, latency percentiles and
-// ratios against the bare proxy measured in the same run. See README.md.
+// ratios against the bare proxy (and the coraza proxy) measured in the same
+// run. The requests are one repeated request or a workload mix (-workload).
+// See README.md.
 //
 //	go run ./bench -mode=closed -concurrency=64 -duration=10s -rounds=3
 //	go run ./bench -mode=rate -rate=1000 -duration=10s -rounds=3
+//	go run ./bench -workload=shop -profiles=openapi-waf -coraza -rounds=3
 package main
 
 import (
@@ -19,10 +24,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +44,8 @@ type options struct {
 	rounds       int
 	path         string
 	postBytes    int
+	workload     string
+	coraza       bool
 	timeout      time.Duration
 	maxSenders   int
 	profiles     string
@@ -72,9 +79,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.rounds, "rounds", 1, "measure all targets this many times, interleaved; the median round is reported")
 	fs.StringVar(&o.path, "path", "/api/items/42", "request path (and query)")
 	fs.IntVar(&o.postBytes, "post-bytes", 0, "when > 0, POST a JSON body of this many bytes instead of GET")
+	fs.StringVar(&o.workload, "workload", workloadSingle, "requests to send: single (-path, -post-bytes) or shop (a fixed mix of an online shop's API calls; see README.md)")
+	fs.BoolVar(&o.coraza, "coraza", false, "also measure a plain Go reverse proxy running Coraza + OWASP CRS PL1 on every request (bench/corazaproxy), and compare with it")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout (a timed-out request is an error)")
 	fs.IntVar(&o.maxSenders, "max-senders", 250, "rate mode: cap of the sender pool (in-flight requests); keep it under apiguard's limits.max_conns_per_ip (256)")
-	fs.StringVar(&o.profiles, "profiles", strings.Join(profileNames(), ","), "apiguard profiles to run, comma-separated (known: "+strings.Join(profileNames(), ", ")+")")
+	fs.StringVar(&o.profiles, "profiles", strings.Join(defaultProfiles(), ","), "apiguard profiles to run, comma-separated (known: "+strings.Join(profileNames(), ", ")+")")
 	fs.BoolVar(&o.apiguard, "apiguard", true, "build and measure apiguard (false: direct and bare only)")
 	fs.StringVar(&o.apiguardBin, "apiguard-bin", "", "use this apiguard binary instead of building ./cmd/apiguard")
 	fs.StringVar(&o.repo, "repo", "", "repository root to build ./cmd/apiguard in (default: from go env GOMOD)")
@@ -84,11 +93,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.quietWait, "quiet-wait", 0, "before each target, also wait up to this long for other processes on the machine to use < 0.25 cores (Linux)")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 30*time.Second, "how long a started apiguard may take to become ready")
 
-	fs.StringVar(&o.role, "role", "", "internal: run as a child process (upstream or bare)")
+	fs.StringVar(&o.role, "role", "", "internal: run as a child process (upstream, bare or coraza)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "internal: listen address of a -role child")
-	fs.StringVar(&o.target, "target", "", "internal: upstream URL of -role=bare")
+	fs.StringVar(&o.target, "target", "", "internal: upstream URL of -role=bare and -role=coraza")
 	fs.IntVar(&o.respBytes, "resp-bytes", 200, "size of the upstream's JSON response body")
-	fs.IntVar(&o.maxIdle, "max-idle", 1024, "internal: MaxIdleConnsPerHost of -role=bare")
+	fs.IntVar(&o.maxIdle, "max-idle", 1024, "internal: MaxIdleConnsPerHost of -role=bare and -role=coraza")
 	fs.BoolVar(&o.barePool, "bare-buffer-pool", true, "give the bare ReverseProxy a BufferPool (false: a new 32 KiB copy buffer per response)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -118,6 +127,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-post-bytes must not be negative")
 	case o.maxSenders < 1:
 		return nil, errors.New("-max-senders must be at least 1")
+	case !slices.Contains(workloadNames(), o.workload):
+		return nil, fmt.Errorf("-workload must be one of %s, not %q", strings.Join(workloadNames(), ", "), o.workload)
+	}
+	if o.workload != workloadSingle {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if set["path"] || set["post-bytes"] {
+			return nil, fmt.Errorf("-path and -post-bytes apply to -workload=%s only", workloadSingle)
+		}
 	}
 	if o.apiguard {
 		if _, err := selectProfiles(o.profiles); err != nil {
@@ -154,12 +172,18 @@ func logf(format string, args ...any) {
 // target is one system the load generator is pointed at.
 type target struct {
 	name    string
-	kind    string // direct, bare or apiguard
+	kind    string // direct, bare, coraza or apiguard
 	profile string // apiguard only
 	desc    string
-	url     string // full request URL
+	url     string // http://host:port; the workload adds the paths
 	sut     *child // the process whose CPU time is attributed to the target
+	waf     bool   // must refuse the attack probes
 	rounds  []Summary
+
+	refused       []string // benign workload requests refused before measuring
+	probes        int      // attack probes sent
+	probesRefused int
+	probesMissed  []string
 }
 
 func runHarness(o *options) (code int) {
@@ -180,6 +204,11 @@ func runHarness(o *options) (code int) {
 		}
 	}()
 
+	wl, err := newWorkload(o)
+	if err != nil {
+		logf("%v", err)
+		return 2
+	}
 	tmp, err := os.MkdirTemp("", "apiguard-bench-")
 	if err != nil {
 		logf("%v", err)
@@ -213,18 +242,36 @@ func runHarness(o *options) (code int) {
 		return 1
 	}
 	bareURL := "http://" + strings.TrimPrefix(bareAddr, listeningPrefix)
-	for _, c := range []struct {
+	ready := []struct {
 		c *child
 		u string
-	}{{up, upURL}, {bare, bareURL}} {
-		if err := waitReady(ctx, c.c, 10*time.Second, c.u+o.path); err != nil {
+	}{{up, upURL}, {bare, bareURL}}
+	targets := []*target{
+		{name: "direct", kind: "direct", desc: "load generator -> upstream", url: upURL, sut: up},
+		{name: "bare", kind: "bare", desc: bareDesc(o.barePool), url: bareURL, sut: bare},
+	}
+	if o.coraza {
+		// Building the WAF (CRS parsing, regexp compilation) takes a few
+		// seconds on a small machine before the child announces itself.
+		logf("starting coraza: plain Go proxy + Coraza + OWASP CRS PL1 (%s)", corazaRx)
+		cz, czAddr, err := startChild("coraza", []string{self, "-role=coraza", "-listen=127.0.0.1:0",
+			"-target=" + upURL, "-max-idle=" + strconv.Itoa(maxIdle)}, tmp, filepath.Join(tmp, "coraza.log"), true, 2*time.Minute)
+		if err != nil {
 			logf("%v", err)
 			return 1
 		}
+		czURL := "http://" + strings.TrimPrefix(czAddr, listeningPrefix)
+		ready = append(ready, struct {
+			c *child
+			u string
+		}{cz, czURL})
+		targets = append(targets, &target{name: "coraza", kind: "coraza", desc: corazaDesc(), url: czURL, sut: cz, waf: true})
 	}
-	targets := []*target{
-		{name: "direct", kind: "direct", desc: "load generator -> upstream", url: upURL + o.path, sut: up},
-		{name: "bare", kind: "bare", desc: bareDesc(o.barePool), url: bareURL + o.path, sut: bare},
+	for _, c := range ready {
+		if err := waitReady(ctx, c.c, 10*time.Second, c.u+wl.readyPath()); err != nil {
+			logf("%v", err)
+			return 1
+		}
 	}
 
 	var skipped []Skip
@@ -253,7 +300,7 @@ func runHarness(o *options) (code int) {
 		if bin != "" {
 			profs, _ := selectProfiles(o.profiles)
 			for _, p := range profs {
-				t, err := startApiguard(ctx, bin, tmp, p, upURL, o)
+				t, err := startApiguard(ctx, bin, tmp, p, upURL, wl.readyPath(), o)
 				if err != nil {
 					if ctx.Err() != nil {
 						return 130
@@ -276,10 +323,26 @@ func runHarness(o *options) (code int) {
 	}
 	client := newClient(max(o.concurrency, o.maxSenders), o.timeout)
 	defer client.CloseIdleConnections()
-	var body []byte
-	method := http.MethodGet
-	if o.postBytes > 0 {
-		method, body = http.MethodPost, makeJSON(o.postBytes)
+
+	// Every target must pass the whole benign cycle, and those with a WAF
+	// must refuse the attack probes (probe.go).
+	for _, t := range targets {
+		q := newRequester(client, t.url, wl)
+		t.refused = verifyWorkload(ctx, q)
+		for _, r := range t.refused {
+			logf("WARNING %s refused a benign request of the workload: %s", t.name, r)
+		}
+		if t.waf {
+			t.probes = len(attackProbes)
+			t.probesRefused, t.probesMissed = probeAttacks(ctx, q)
+			for _, m := range t.probesMissed {
+				logf("WARNING %s let an attack probe through: %s", t.name, m)
+			}
+			logf("%s: %d of %d attack probes refused", t.name, t.probesRefused, t.probes)
+		}
+		if ctx.Err() != nil {
+			return 130
+		}
 	}
 
 	for r := range o.rounds {
@@ -292,14 +355,14 @@ func runHarness(o *options) (code int) {
 			if !idle && ctx.Err() == nil {
 				logf("%s: machine still busy after %v, measuring anyway", t.name, waited.Round(time.Millisecond))
 			}
-			q := &requester{client: client, method: method, url: t.url, body: body}
+			q := newRequester(client, t.url, wl)
 			if o.warmup > 0 {
-				load(ctx, o, q.do, o.warmup)
+				load(ctx, o, q.do, len(wl.kinds), o.warmup)
 			}
 			snap0 := snapCPU(pids)
 			cpu0, cpuErr := processCPU(t.sut.pid())
 			start := time.Now()
-			res := load(ctx, o, q.do, o.duration)
+			res := load(ctx, o, q.do, len(wl.kinds), o.duration)
 			cpu1, cpuErr2 := processCPU(t.sut.pid())
 			snap1 := snapCPU(pids)
 			if ctx.Err() != nil {
@@ -307,6 +370,7 @@ func runHarness(o *options) (code int) {
 			}
 			s := res.summary()
 			s.Round = r + 1
+			s.ByKind = res.kindSummaries(wl.kinds)
 			if cpuErr == nil && cpuErr2 == nil && s.Requests > 0 {
 				s.SUTCPUUsPerReq = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(s.Requests)
 			}
@@ -321,7 +385,7 @@ func runHarness(o *options) (code int) {
 		}
 	}
 
-	rep := buildReport(o, targets, skipped)
+	rep := buildReport(o, wl, targets, skipped)
 	if o.json {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -346,21 +410,28 @@ func bareDesc(pool bool) string {
 	return "httputil.ReverseProxy (Rewrite+SetURL+SetXForwarded, no BufferPool)"
 }
 
-func load(ctx context.Context, o *options, do doFunc, d time.Duration) *result {
-	if o.mode == modeRate {
-		return runRate(ctx, do, o.rate, d, o.maxSenders)
-	}
-	return runClosed(ctx, do, o.concurrency, d)
+func corazaDesc() string {
+	return "httputil.ReverseProxy (NewSingleHostReverseProxy) in Coraza's txhttp.WrapHandler, OWASP CRS PL1, " + corazaRx
 }
 
-// startApiguard renders the profile's config, starts `apiguard serve -c` and
-// waits until the admin /healthz and a proxied request answer 2xx. A start
-// that dies early (e.g. a port taken between picking and binding) is retried
-// with fresh ports.
-func startApiguard(ctx context.Context, bin, tmp string, p profile, upURL string, o *options) (*target, error) {
+func load(ctx context.Context, o *options, do doFunc, nkinds int, d time.Duration) *result {
+	if o.mode == modeRate {
+		return runRate(ctx, do, nkinds, o.rate, d, o.maxSenders)
+	}
+	return runClosed(ctx, do, nkinds, o.concurrency, d)
+}
+
+// startApiguard renders the profile's config, writes its files, starts
+// `apiguard serve -c` and waits until the admin /healthz and a proxied GET
+// of readyPath answer 2xx. A start that dies early (e.g. a port taken
+// between picking and binding) is retried with fresh ports.
+func startApiguard(ctx context.Context, bin, tmp string, p profile, upURL, readyPath string, o *options) (*target, error) {
 	name := "apiguard-" + p.name
 	dir := filepath.Join(tmp, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := p.writeFiles(filepath.Join(dir, "data")); err != nil {
 		return nil, err
 	}
 	var lastErr error
@@ -390,9 +461,9 @@ func startApiguard(ctx context.Context, bin, tmp string, p profile, upURL string
 		if err != nil {
 			return nil, err
 		}
-		err = waitReady(ctx, c, o.readyTimeout, "http://"+admin+"/healthz", "http://"+listen+o.path)
+		err = waitReady(ctx, c, o.readyTimeout, "http://"+admin+"/healthz", "http://"+listen+readyPath)
 		if err == nil {
-			return &target{name: name, kind: "apiguard", profile: p.name, desc: p.desc, url: "http://" + listen + o.path, sut: c}, nil
+			return &target{name: name, kind: "apiguard", profile: p.name, desc: p.desc, url: "http://" + listen, sut: c, waf: p.waf}, nil
 		}
 		exitedEarly := c.exited()
 		c.stop(time.Second)

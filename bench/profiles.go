@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/template"
 )
@@ -13,11 +15,20 @@ const benchAdminToken = "bench-admin-token-0123456789"
 
 // profile is one apiguard configuration to benchmark, run as target
 // "apiguard-<name>". To add one, append to profiles; the template gets a
-// profileVars and the function q, which quotes a string for YAML.
+// profileVars, the function q, which quotes a string for YAML, and the
+// function file, which gives the quoted path of one of the profile's files.
 type profile struct {
 	name string
 	desc string
 	yaml string
+	// files are written into the data dir (.DataDir) before apiguard
+	// starts, name -> content; the config refers to them with
+	// {{file "name"}}.
+	files map[string]string
+	// optIn profiles are left out of the default -profiles list.
+	optIn bool
+	// waf profiles must refuse the harness's attack probes (see probe.go).
+	waf bool
 }
 
 // profileVars are the values a profile template is rendered with.
@@ -83,6 +94,27 @@ log: {level: warn}
 `,
 	},
 	{
+		name: "openapi-waf",
+		desc: "OpenAPI 3.1 spec of the shop workload (undeclared: block, additional_properties: reject, response checks off) + waf (CRS PL1, schema-aware), SQLite event store",
+		yaml: profileHead + `routes:
+  - name: api
+    path_prefix: /
+    upstream: app
+    checks:
+      openapi:
+        spec: {{file "shop-openapi.yaml"}}
+        undeclared: block
+        additional_properties: reject
+        response: {undeclared_properties: "off", undeclared_status: "off"}
+      waf: {paranoia_level: 1}
+events: {store: {driver: sqlite}}
+log: {level: warn}
+`,
+		files: map[string]string{"shop-openapi.yaml": shopSpec},
+		optIn: true,
+		waf:   true,
+	},
+	{
 		name: "ratelimit-redis",
 		desc: "the same policy on the Redis backend at 127.0.0.1:6379: one EVALSHA round trip per request",
 		yaml: profileHead + `routes:
@@ -101,6 +133,18 @@ func profileNames() []string {
 	names := make([]string, len(profiles))
 	for i, p := range profiles {
 		names[i] = p.name
+	}
+	return names
+}
+
+// defaultProfiles is the default of -profiles: every profile but the
+// opt-in ones.
+func defaultProfiles() []string {
+	var names []string
+	for _, p := range profiles {
+		if !p.optIn {
+			names = append(names, p.name)
+		}
 	}
 	return names
 }
@@ -138,7 +182,13 @@ func yamlQuote(s string) string {
 
 // render fills a profile's template.
 func (p profile) render(v profileVars) ([]byte, error) {
-	t, err := template.New(p.name).Funcs(template.FuncMap{"q": yamlQuote}).Option("missingkey=error").Parse(p.yaml)
+	file := func(name string) (string, error) {
+		if _, ok := p.files[name]; !ok {
+			return "", fmt.Errorf("profile %s has no file %q", p.name, name)
+		}
+		return yamlQuote(filepath.Join(v.DataDir, name)), nil
+	}
+	t, err := template.New(p.name).Funcs(template.FuncMap{"q": yamlQuote, "file": file}).Option("missingkey=error").Parse(p.yaml)
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.name, err)
 	}
@@ -147,4 +197,20 @@ func (p profile) render(v profileVars) ([]byte, error) {
 		return nil, fmt.Errorf("profile %s: %w", p.name, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// writeFiles writes the profile's files into dataDir (created if needed).
+func (p profile) writeFiles(dataDir string) error {
+	if len(p.files) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	for name, content := range p.files {
+		if err := os.WriteFile(filepath.Join(dataDir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -15,27 +15,43 @@ import (
 
 // recorder collects one sender's samples; every sender owns one, so the hot
 // path takes no lock. Latencies of successful requests only; failures are
-// counted by kind.
+// counted by kind of error. With several request kinds (a workload mix) the
+// latencies and failures are also kept per request kind.
 type recorder struct {
 	lat  []time.Duration
 	errs map[string]int64
 	last time.Time // when the last response (or failure) completed
+
+	kindLat  [][]time.Duration // per request kind; nil with one kind
+	kindErrs []int64
 }
 
-func newRecorder(hint int) *recorder {
-	return &recorder{lat: make([]time.Duration, 0, hint)}
+func newRecorder(hint, nkinds int) *recorder {
+	r := &recorder{lat: make([]time.Duration, 0, hint)}
+	if nkinds > 1 {
+		r.kindLat = make([][]time.Duration, nkinds)
+		r.kindErrs = make([]int64, nkinds)
+	}
+	return r
 }
 
-func (r *recorder) add(d time.Duration, err error, now time.Time) {
+func (r *recorder) add(kind int, d time.Duration, err error, now time.Time) {
 	r.last = now
+	perKind := kind >= 0 && kind < len(r.kindLat)
 	if err != nil {
 		if r.errs == nil {
 			r.errs = map[string]int64{}
 		}
 		r.errs[classify(err)]++
+		if perKind {
+			r.kindErrs[kind]++
+		}
 		return
 	}
 	r.lat = append(r.lat, d)
+	if perKind {
+		r.kindLat[kind] = append(r.kindLat[kind], d)
+	}
 }
 
 // result is a merged measurement: sorted latencies plus error counts.
@@ -45,6 +61,9 @@ type result struct {
 	nerr    int64
 	elapsed time.Duration // span the throughput is computed over
 	last    time.Time
+
+	kindLat  [][]time.Duration // per request kind, sorted; nil with one kind
+	kindErrs []int64
 
 	// Fixed-rate mode only.
 	scheduled  int
@@ -70,9 +89,52 @@ func merge(recs []*recorder) *result {
 		if r.last.After(res.last) {
 			res.last = r.last
 		}
+		if len(r.kindLat) > 0 && res.kindLat == nil {
+			res.kindLat = make([][]time.Duration, len(r.kindLat))
+			res.kindErrs = make([]int64, len(r.kindLat))
+		}
+		for k := range min(len(r.kindLat), len(res.kindLat)) {
+			res.kindLat[k] = append(res.kindLat[k], r.kindLat[k]...)
+			res.kindErrs[k] += r.kindErrs[k]
+		}
 	}
 	slices.Sort(res.lat)
+	for _, l := range res.kindLat {
+		slices.Sort(l)
+	}
 	return res
+}
+
+// KindSummary is the latency of one kind of request of a workload mix.
+type KindSummary struct {
+	Kind     string  `json:"kind"`
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	MeanMs   float64 `json:"mean_ms"`
+	P50Ms    float64 `json:"p50_ms"`
+	P90Ms    float64 `json:"p90_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
+}
+
+// kindSummaries breaks the result down by request kind (nil with one kind).
+func (res *result) kindSummaries(names []string) []KindSummary {
+	if len(res.kindLat) == 0 {
+		return nil
+	}
+	out := make([]KindSummary, len(res.kindLat))
+	for k, l := range res.kindLat {
+		name := fmt.Sprint(k)
+		if k < len(names) {
+			name = names[k]
+		}
+		out[k] = KindSummary{
+			Kind: name, Requests: int64(len(l)), Errors: res.kindErrs[k],
+			MeanMs: ms(mean(l)), P50Ms: ms(percentile(l, 50)), P90Ms: ms(percentile(l, 90)),
+			P99Ms: ms(percentile(l, 99)), MaxMs: ms(percentile(l, 100)),
+		}
+	}
+	return out
 }
 
 // percentile returns the nearest-rank p-th percentile (0 < p <= 100) of
@@ -133,6 +195,9 @@ type Summary struct {
 	// senders were busy: the target fell behind; they waited, and the wait
 	// is in their latency.
 	SenderPoolFull int `json:"sender_pool_full,omitempty"`
+
+	// ByKind breaks the round down by request kind (workloads with a mix).
+	ByKind []KindSummary `json:"by_kind,omitempty"`
 }
 
 // rateAchievedFraction is how close to the target rate the successful
