@@ -37,8 +37,9 @@ type Config struct {
 	// credential-stuffing detectors.
 	Logins []Login `yaml:"logins,omitempty"`
 	// Block: a client key whose risk reaches Score is blocked on every
-	// instance for TTL (default 80 and 15m). Fingerprint and network keys,
-	// which genuine clients share, get a challenge instead.
+	// instance for TTL (default 80 and 15m). Fingerprint, network and
+	// account (sub:) keys, which genuine clients share with attackers, get
+	// a challenge instead.
 	Block Escalation `yaml:"block,omitempty"`
 	// Challenge: a client key whose risk reaches Score must prove it is a
 	// genuine app (attestation or proof-of-work) for TTL (default 50, 15m).
@@ -314,7 +315,10 @@ func (s *Service) escalate(ctx context.Context, f detect.Finding) {
 	score, reasons := s.Engine.Score(f.Key)
 	var action decision.Action
 	var ttl time.Duration
-	shared := strings.HasPrefix(f.Key, "fp:") || strings.HasPrefix(f.Key, "net:")
+	// Fingerprints and prefixes are shared by many clients, and an account
+	// (sub:) an attacker uses with a stolen token is still its owner's:
+	// those are challenged, which the owner's attested app passes.
+	shared := strings.HasPrefix(f.Key, "fp:") || strings.HasPrefix(f.Key, "net:") || strings.HasPrefix(f.Key, "sub:")
 	switch {
 	case score >= s.block.score && !shared:
 		action, ttl = decision.Block, s.block.ttl

@@ -139,8 +139,13 @@ func TestDemoConfig(t *testing.T) {
 			t.Errorf("route %s requires attestation", r.Name)
 		}
 	}
-	if cfg.Checks.Attestation != nil {
-		t.Error("attestation is required globally")
+	// Globally the token is only read (so challenged clients can pass with
+	// it), never required.
+	if g := cfg.Checks.Attestation; g == nil || g.Token != "optional" {
+		t.Errorf("global attestation %+v, want token: optional", g)
+	}
+	if cfg.Bot == nil || cfg.Checks.Bot == nil || len(cfg.Bot.Logins) != 1 || cfg.Bot.Logins[0].Route != "login" {
+		t.Errorf("bot layer not configured: %+v %+v", cfg.Bot, cfg.Checks.Bot)
 	}
 }
 

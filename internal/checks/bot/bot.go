@@ -341,10 +341,21 @@ func (l late) Check(ctx context.Context, req *pipeline.Request) (pipeline.Verdic
 	if score == 0 {
 		return pipeline.Allowed, nil
 	}
-	act := ""
-	for _, a := range c.actions {
-		if score >= a.Score {
-			act = a.Action
+	act := c.action(score)
+	if act == "block" || act == "throttle" {
+		// Risk on keys this client shares with others (fingerprint,
+		// prefix, an account a thief may be using) only challenges: the
+		// genuine holder's attested app passes. Refusing outright takes
+		// risk on the client's own address, API key or device.
+		var own []string
+		for _, k := range keys {
+			if !strings.HasPrefix(k, "fp:") && !strings.HasPrefix(k, "net:") && !strings.HasPrefix(k, "sub:") {
+				own = append(own, k)
+			}
+		}
+		ownScore, _ := c.svc.Engine.Score(own...)
+		if c.action(ownScore) != act && slices.ContainsFunc(c.actions, func(a Action) bool { return a.Action == "challenge" }) {
+			act = "challenge"
 		}
 	}
 	ev := map[string]string{"score": strconv.Itoa(score)}
@@ -372,6 +383,18 @@ func (l late) Check(ctx context.Context, req *pipeline.Request) (pipeline.Verdic
 		r.Header.Set(RiskHeader, strconv.Itoa(score)+"; reasons=\""+strings.Join(slices.Compact(names), " ")+"\"")
 	}
 	return pipeline.Verdict{Action: pipeline.Flag, Reason: "risk", Score: score, Evidence: ev}, nil
+}
+
+// action is the route's action for score: the highest threshold it
+// reaches, "" below all.
+func (c *Check) action(score int) string {
+	act := ""
+	for _, a := range c.actions {
+		if score >= a.Score {
+			act = a.Action
+		}
+	}
+	return act
 }
 
 func (c *Check) throttleKey(ctx context.Context, key string) (pipeline.Verdict, error) {
