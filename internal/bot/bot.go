@@ -26,6 +26,7 @@ import (
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/geo"
 	"github.com/apiguard/apiguard/internal/goodbot"
+	"github.com/apiguard/apiguard/internal/lenient"
 	"github.com/apiguard/apiguard/internal/state"
 )
 
@@ -116,8 +117,13 @@ func parseSource(s string) (kind, name string, err error) {
 	if !ok || name == "" || (kind != "json" && kind != "form" && kind != "query") {
 		return "", "", fmt.Errorf("must be json:/pointer, json:name, form:name or query:name, not %q", s)
 	}
-	if kind == "json" && !strings.HasPrefix(name, "/") {
-		name = "/" + name
+	if kind == "json" {
+		if !strings.HasPrefix(name, "/") {
+			name = "/" + name
+		}
+		if _, ok := lenient.SplitPointer(name); !ok {
+			return "", "", fmt.Errorf("%q does not name a JSON pointer (RFC 6901: escape ~ as ~0 and / as ~1)", s)
+		}
 	}
 	return kind, name, nil
 }
@@ -138,6 +144,7 @@ type Service struct {
 
 type login struct {
 	kind, name string
+	pointer    []string // json: the name's reference tokens
 	success    []int
 }
 
@@ -173,7 +180,8 @@ func New(cfg Config, o Options) (*Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.logins[l.Route] = login{kind: kind, name: name, success: l.Success}
+		ptr, _ := lenient.SplitPointer(name) // json: validated by parseSource
+		s.logins[l.Route] = login{kind: kind, name: name, pointer: ptr, success: l.Success}
 	}
 	if p := o.Previous; p != nil && reflect.DeepEqual(p.cfg.Detectors, cfg.Detectors) {
 		s.Engine = p.Engine
@@ -228,7 +236,7 @@ func (s *Service) LoginOf(route string, body []byte, query func(string) string, 
 	var user string
 	switch l.kind {
 	case "json":
-		user = jsonString(body, l.name)
+		user = jsonString(body, l.pointer)
 	case "form":
 		user = form(l.name)
 	case "query":
@@ -250,8 +258,8 @@ func (s *Service) LoginOf(route string, body []byte, query func(string) string, 
 	return &events.Login{Username: user, Success: success}
 }
 
-// jsonString returns the string at pointer in body, or "".
-func jsonString(body []byte, pointer string) string {
+// jsonString returns the string at the pointer's tokens in body, or "".
+func jsonString(body []byte, pointer []string) string {
 	if len(body) == 0 || len(body) > 64<<10 {
 		return ""
 	}
@@ -259,8 +267,7 @@ func jsonString(body []byte, pointer string) string {
 	if json.Unmarshal(body, &v) != nil {
 		return ""
 	}
-	for _, tok := range strings.Split(pointer[1:], "/") {
-		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+	for _, tok := range pointer {
 		switch x := v.(type) {
 		case map[string]any:
 			v = x[tok]
@@ -305,6 +312,16 @@ func observation(ev *events.Event) detect.Observation {
 	return o
 }
 
+// SharedKey reports whether genuine clients may share key with an
+// attacker: a fingerprint (every user of one browser build), a network
+// prefix (a carrier's or an office's customers) or an account (sub:) a
+// thief drives with a stolen token. Risk on such keys only ever
+// challenges, which the genuine holder's attested app passes; blocking
+// and throttling take risk on the client's own address, API key or device.
+func SharedKey(key string) bool {
+	return strings.HasPrefix(key, "fp:") || strings.HasPrefix(key, "net:") || strings.HasPrefix(key, "sub:")
+}
+
 // escalate turns a finding's key into a decision when the key's risk
 // (all findings on it, decayed) reaches a threshold. Account keys (user:)
 // name the victim, not the attacker, and are never escalated.
@@ -315,10 +332,7 @@ func (s *Service) escalate(ctx context.Context, f detect.Finding) {
 	score, reasons := s.Engine.Score(f.Key)
 	var action decision.Action
 	var ttl time.Duration
-	// Fingerprints and prefixes are shared by many clients, and an account
-	// (sub:) an attacker uses with a stolen token is still its owner's:
-	// those are challenged, which the owner's attested app passes.
-	shared := strings.HasPrefix(f.Key, "fp:") || strings.HasPrefix(f.Key, "net:") || strings.HasPrefix(f.Key, "sub:")
+	shared := SharedKey(f.Key)
 	switch {
 	case score >= s.block.score && !shared:
 		action, ttl = decision.Block, s.block.ttl

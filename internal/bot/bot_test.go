@@ -198,6 +198,8 @@ func TestParseSource(t *testing.T) {
 		{"xml:user", "", "", false},
 		{"JSON:user", "", "", false},
 		{"header:X-User", "", "", false},
+		{"json:/a~2b", "", "", false}, // ~ must be ~0 or ~1
+		{"json:/a~", "", "", false},
 	}
 	for _, tc := range tests {
 		kind, name, err := parseSource(tc.in)

@@ -47,6 +47,8 @@ func (e *Engine) addBotFields(rt *runtime, ex *exchange, ev *events.Event) {
 			ev.Undeclared = true
 		}
 	}
+	// The username is read here, after the response went out, because the
+	// buffered body belongs to the pooled exchange; login routes only.
 	if ex.route != nil && b.IsLogin(ex.route.name) {
 		form := func(name string) string {
 			v, _ := url.ParseQuery(string(ex.req.Body))

@@ -79,3 +79,22 @@ func SafeName(s string, max int, keep string) string {
 	}
 	return b.String()
 }
+
+// SplitPointer parses an RFC 6901 JSON pointer ("/a/b~1c") into its
+// unescaped reference tokens; false when it does not start with "/" or
+// has a "~" not followed by 0 or 1. "/" is one empty token.
+func SplitPointer(p string) ([]string, bool) {
+	if p == "" || p[0] != '/' {
+		return nil, false
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		for j := 0; j < len(s); j++ {
+			if s[j] == '~' && (j+1 >= len(s) || s[j+1] != '0' && s[j+1] != '1') {
+				return nil, false
+			}
+		}
+		segs[i] = strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")
+	}
+	return segs, true
+}

@@ -2,6 +2,7 @@ package lenient
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,5 +43,29 @@ func TestSafeName(t *testing.T) {
 	}
 	if got := SafeName(strings.Repeat("x", 200), 10, ""); got != strings.Repeat("x", 10)+"..." {
 		t.Errorf("truncated: %q", got)
+	}
+}
+
+func TestSplitPointer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want []string
+		ok   bool
+	}{
+		{"/a/b", []string{"a", "b"}, true},
+		{"/", []string{""}, true},
+		{"/a~1b/c~0d", []string{"a/b", "c~d"}, true},
+		{"/~01", []string{"~1"}, true},
+		{"", nil, false},
+		{"a/b", nil, false},
+		{"/a~2", nil, false},
+		{"/a~", nil, false},
+	}
+	for _, tc := range tests {
+		got, ok := SplitPointer(tc.in)
+		if ok != tc.ok || !slices.Equal(got, tc.want) {
+			t.Errorf("SplitPointer(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
 	}
 }

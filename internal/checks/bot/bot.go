@@ -343,13 +343,10 @@ func (l late) Check(ctx context.Context, req *pipeline.Request) (pipeline.Verdic
 	}
 	act := c.action(score)
 	if act == "block" || act == "throttle" {
-		// Risk on keys this client shares with others (fingerprint,
-		// prefix, an account a thief may be using) only challenges: the
-		// genuine holder's attested app passes. Refusing outright takes
-		// risk on the client's own address, API key or device.
+		// Risk on keys shared with others only challenges (svc.SharedKey).
 		var own []string
 		for _, k := range keys {
-			if !strings.HasPrefix(k, "fp:") && !strings.HasPrefix(k, "net:") && !strings.HasPrefix(k, "sub:") {
+			if !svc.SharedKey(k) {
 				own = append(own, k)
 			}
 		}

@@ -55,7 +55,7 @@ func (c *Config) Validate(path string, errs *field.Errors) {
 		case k == "" || k == "/":
 			errs.Add(at, "must be a key name or a JSON pointer such as /filter")
 		case k[0] == '/':
-			if _, ok := splitPointer(k); !ok {
+			if _, ok := lenient.SplitPointer(k); !ok {
 				errs.Add(at, "not a valid JSON pointer (RFC 6901): %q", k)
 			}
 		}
@@ -101,7 +101,7 @@ func New(cfg Config) *Check {
 	}
 	for _, k := range cfg.AllowKeys {
 		if strings.HasPrefix(k, "/") {
-			if segs, ok := splitPointer(k); ok {
+			if segs, ok := lenient.SplitPointer(k); ok {
 				c.allowPtrs = append(c.allowPtrs, segs)
 			}
 			continue
@@ -359,23 +359,6 @@ func pointer(path []string) string {
 }
 
 func quoteName(s string) string { return `"` + safe(s) + `"` }
-
-// splitPointer parses an RFC 6901 pointer into unescaped segments.
-func splitPointer(p string) ([]string, bool) {
-	if p == "" || p[0] != '/' {
-		return nil, false
-	}
-	segs := strings.Split(p[1:], "/")
-	for i, s := range segs {
-		for j := 0; j < len(s); j++ {
-			if s[j] == '~' && (j+1 >= len(s) || s[j+1] != '0' && s[j+1] != '1') {
-				return nil, false
-			}
-		}
-		segs[i] = strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")
-	}
-	return segs, true
-}
 
 // matchPointer matches a pattern ("*" is any one segment) against a path.
 func matchPointer(pat, path []string) bool {

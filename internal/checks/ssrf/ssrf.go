@@ -390,21 +390,13 @@ func (c *Check) selected(path []string) bool {
 	return false
 }
 
-// splitPointer parses an RFC 6901 pointer into unescaped segments.
+// splitPointer parses an RFC 6901 pointer naming at least one token
+// ("/" alone names the whole body, not a URL).
 func splitPointer(p string) ([]string, bool) {
-	if len(p) < 2 || p[0] != '/' {
+	if len(p) < 2 {
 		return nil, false
 	}
-	segs := strings.Split(p[1:], "/")
-	for i, s := range segs {
-		for j := 0; j < len(s); j++ {
-			if s[j] == '~' && (j+1 >= len(s) || s[j+1] != '0' && s[j+1] != '1') {
-				return nil, false
-			}
-		}
-		segs[i] = strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")
-	}
-	return segs, true
+	return lenient.SplitPointer(p)
 }
 
 // pointer renders a body path as a JSON pointer, escaped for a detail.
